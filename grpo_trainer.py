@@ -1,0 +1,239 @@
+"""``GRPOTrainer``: the seed's training API, wrapping ``trl.GRPOTrainer`` on a LoRA model.
+
+    trainer = GRPOTrainer(config)
+    trainer.load_model()
+    trainer.train(dataset)
+    trainer.save_model()
+
+TRL is imported only inside methods, after ``load_model`` has imported Unsloth when Unsloth is the backend.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from config import GRPOConfig, check_batch_arithmetic, to_trl_args
+from data_loader import CHOSEN, PROMPT, REJECTED
+from models import LoadedModel, import_unsloth_first, load_adapter, load_model, world_size
+from rewards import RewardFunc, build_reward_functions, completion_text, score_completions
+from run_utils import decide_trackers
+
+__all__ = ["GRPOConfig", "GRPOTrainer"]
+
+logger = logging.getLogger(__name__)
+
+EVAL_RESULTS_FILE = "eval_results.json"
+SAMPLES_IN_REPORT = 5
+
+
+class GRPOTrainer:
+    """Group Relative Policy Optimization on a LoRA adapter, with the rewards named in ``config``."""
+
+    def __init__(
+        self,
+        config: GRPOConfig,
+        reward_functions: list[RewardFunc] | None = None,
+        reward_weights: list[float] | None = None,
+    ) -> None:
+        config.validate()
+        self.config = config
+        if reward_functions is None:
+            reward_functions, reward_weights = build_reward_functions(
+                config.selected_rewards, config.reward_config, config.reward_config_name
+            )
+        self.reward_functions = reward_functions
+        self.reward_weights = reward_weights or [1.0] * len(reward_functions)
+        self.loaded: LoadedModel | None = None
+        self.trl_trainer = None
+
+    # ----------------------------------------------------------------------------------------------
+    @property
+    def model(self):
+        return self._require_loaded().model
+
+    @property
+    def tokenizer(self):
+        return self._require_loaded().tokenizer
+
+    def _require_loaded(self) -> LoadedModel:
+        if self.loaded is None:
+            raise RuntimeError("call load_model() first")
+        return self.loaded
+
+    def load_model(self, adapter_dir: str | Path | None = None):
+        """Load the base model with a LoRA adapter (fresh, or the one saved in ``adapter_dir``)."""
+        import_unsloth_first(self.config.backend)
+        self.loaded = load_model(self.config)
+        if adapter_dir is not None:
+            load_adapter(self.loaded, adapter_dir)
+        trainable = sum(p.numel() for p in self.loaded.model.parameters() if p.requires_grad)
+        logger.info("model ready on %s (%s backend), %d trainable LoRA parameters",
+                    self.loaded.device, self.loaded.backend, trainable)
+        return self.loaded.model
+
+    # ----------------------------------------------------------------------------------------------
+    def build_trl_trainer(self, train_dataset, eval_dataset=None, callbacks: list | None = None):
+        """The underlying ``trl.GRPOTrainer`` (also useful to customise before ``train``)."""
+        loaded = self._require_loaded()
+        check_batch_arithmetic(self.config, world_size())
+        args = to_trl_args(
+            self.config,
+            use_cpu=loaded.device == "cpu",
+            bf16=loaded.bf16,
+            report_to=decide_trackers(self.config),
+            reward_weights=self.reward_weights,
+        )
+        import trl
+
+        if loaded.device == "cpu":
+            from torch_kernels import use_torch_logprob_kernel
+
+            use_torch_logprob_kernel()
+        self.trl_trainer = trl.GRPOTrainer(
+            model=loaded.model,
+            reward_funcs=self.reward_functions,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=loaded.tokenizer,
+            callbacks=callbacks,
+        )
+        return self.trl_trainer
+
+    def train(self, dataset, eval_dataset=None, resume_from_checkpoint: str | None = None,
+              callbacks: list | None = None) -> dict[str, Any]:
+        """Run GRPO on ``dataset`` (GRPO schema); returns a summary of steps and rewards."""
+        if self.loaded is None:
+            self.load_model()
+        trainer = self.build_trl_trainer(dataset, eval_dataset, callbacks)
+        resume = resolve_checkpoint(resume_from_checkpoint or self.config.resume_from_checkpoint, self.config.output_dir)
+        started = time.monotonic()
+        trainer.train(resume_from_checkpoint=resume)
+        summary = summarize_log_history(trainer.state.log_history)
+        summary["seconds"] = round(time.monotonic() - started, 1)
+        return summary
+
+    def save_model(self, path: str | Path | None = None) -> Path:
+        """Save the LoRA adapter and tokenizer (to ``output_dir`` by default)."""
+        target = Path(path or self.config.output_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        model = self.trl_trainer.model if self.trl_trainer is not None else self.model
+        model.save_pretrained(target)
+        self.tokenizer.save_pretrained(target)
+        logger.info("adapter saved to %s", target)
+        return target
+
+    # ----------------------------------------------------------------------------------------------
+    def generate(self, prompts: list[list[dict]], do_sample: bool = False, max_new_tokens: int | None = None) -> list[str]:
+        """Completions for chat ``prompts``, in batches of ``per_device_eval_batch_size``."""
+        import torch
+
+        loaded = self._require_loaded()
+        model, tokenizer = loaded.model, loaded.tokenizer
+        if loaded.backend == "unsloth":
+            from unsloth import FastLanguageModel
+
+            FastLanguageModel.for_inference(model)
+        model.eval()
+        tokenizer.padding_side = "left"
+        texts: list[str] = []
+        batch_size = self.config.per_device_eval_batch_size
+        for start in range(0, len(prompts), batch_size):
+            batch = tokenizer.apply_chat_template(
+                prompts[start : start + batch_size], add_generation_prompt=True, padding=True,
+                return_dict=True, return_tensors="pt",
+            ).to(model.device)
+            with torch.no_grad():
+                output = model.generate(
+                    **batch, do_sample=do_sample, temperature=self.config.temperature if do_sample else None,
+                    top_p=None, top_k=None, max_new_tokens=max_new_tokens or self.config.max_completion_length,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+            new_tokens = output[:, batch["input_ids"].shape[1] :]
+            texts.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+        if loaded.backend == "unsloth":
+            FastLanguageModel.for_training(model)
+        return texts
+
+    def evaluate(self, dataset, do_sample: bool = False, write: bool = True) -> dict[str, Any]:
+        """Generate for ``dataset``'s prompts and report each reward's mean and spread, plus samples."""
+        if self.loaded is None:
+            self.load_model()
+        started = time.monotonic()
+        prompts = list(dataset[PROMPT])
+        completions = [[{"role": "assistant", "content": t}] for t in self.generate(prompts, do_sample=do_sample)]
+        columns = {k: list(dataset[k]) for k in dataset.column_names if k != PROMPT}
+        scores = score_completions(self.reward_functions, completions, {"prompts": prompts, **columns})
+        total = [sum(w * s[i] for w, s in zip(self.reward_weights, scores.values())) for i in range(len(prompts))]
+        results = {
+            "num_prompts": len(prompts),
+            "greedy": not do_sample,
+            "rewards": {name: describe(values) for name, values in {**scores, "reward": total}.items()},
+            "seconds": round(time.monotonic() - started, 1),
+            "samples": [
+                {
+                    "prompt": prompts[i][-1]["content"],
+                    "completion": completion_text(completions[i]),
+                    "reference": columns.get(CHOSEN, [""] * len(prompts))[i],
+                    "rejected": columns.get(REJECTED, [""] * len(prompts))[i],
+                    "rewards": {name: values[i] for name, values in scores.items()},
+                }
+                for i in range(min(SAMPLES_IN_REPORT, len(prompts)))
+            ],
+        }
+        if write:
+            write_eval_results(Path(self.config.output_dir), results)
+        return results
+
+
+def describe(values: list[float]) -> dict[str, float]:
+    """Mean, standard deviation and standard error of the mean."""
+    n = len(values)
+    mean = statistics.fmean(values) if values else math.nan
+    std = statistics.stdev(values) if n > 1 else 0.0
+    return {"mean": mean, "std": std, "stderr": std / math.sqrt(n) if n else math.nan, "n": n}
+
+
+def write_eval_results(run_dir: Path, results: dict[str, Any]) -> Path:
+    """``eval_results.json`` in ``run_dir``; an earlier one is kept under a timestamped name."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / EVAL_RESULTS_FILE
+    if path.exists():
+        kept = path.with_name(f"eval_results.{time.strftime('%Y%m%d-%H%M%S', time.localtime(path.stat().st_mtime))}.json")
+        path.rename(kept)
+        logger.info("earlier evaluation kept as %s", kept.name)
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    logger.info("evaluation written to %s", path)
+    return path
+
+
+def resolve_checkpoint(resume: str | None, output_dir: str) -> str | None:
+    """A checkpoint folder for ``resume`` ('latest' = newest ``checkpoint-N`` in ``output_dir``)."""
+    if not resume:
+        return None
+    if resume == "latest":
+        checkpoints = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        if not checkpoints:
+            raise FileNotFoundError(f"--resume-from-checkpoint latest: no checkpoint-* folder in {output_dir}")
+        return str(checkpoints[-1])
+    if not Path(resume).is_dir():
+        raise FileNotFoundError(f"--resume-from-checkpoint {resume}: no such checkpoint folder")
+    return resume
+
+
+def summarize_log_history(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Steps and the mean reward at the start and at the end of training, from TRL's log history."""
+    rewards = [entry["reward"] for entry in history if "reward" in entry]
+    steps = max((entry.get("step", 0) for entry in history), default=0)
+    return {
+        "steps": steps,
+        "reward_start": rewards[0] if rewards else None,
+        "reward_end": rewards[-1] if rewards else None,
+        "logged_steps": len(rewards),
+    }

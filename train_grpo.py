@@ -1,0 +1,247 @@
+#!/usr/bin/env python
+"""GRPO training from the command line: parse flags, build the config, run ``main(config)``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from config import EMBEDDED_MODEL, MODEL_ALIASES, REWARD_NAMES, ConfigError, GRPOConfig, build_config
+
+logger = logging.getLogger("train_grpo")
+
+SEED_DATASETS = ("ultrafeedback", "ultrafeedback_large", "hh_rlhf", "openai_summarize")
+# flag dest -> config key; flags left at None are not given and do not override the preset or file.
+FLAG_TO_KEY = {
+    "model": "model_name",
+    "dataset": "dataset_name",
+    "dataset_path": "dataset_path",
+    "dataset_subset": "dataset_subset",
+    "custom_data": "custom_data",
+    "max_samples": "max_samples",
+    "eval_samples": "eval_samples",
+    "epochs": "num_train_epochs",
+    "learning_rate": "learning_rate",
+    "batch_size": "per_device_train_batch_size",
+    "gradient_accumulation_steps": "gradient_accumulation_steps",
+    "output_dir": "output_dir",
+    "reward_function": "reward_functions",
+    "reward_config": "reward_config",
+    "wandb_project": "wandb_project",
+    "report_to": "report_to",
+    "resume_from_checkpoint": "resume_from_checkpoint",
+    "num_generations": "group_size",
+    "max_completion_length": "max_completion_length",
+    "lora_rank": "lora_rank",
+    "backend": "backend",
+    "seed": "seed",
+    "max_steps": "max_steps",
+    "beta": "beta",
+    "skip_bad_rows": "skip_bad_rows",
+    "streaming": "streaming",
+    "overwrite": "overwrite_output_dir",
+}
+
+
+RUN_CONFIG_FILE = "run_config.json"
+DEFAULT_EVAL_ONLY_SAMPLES = 100
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors caused by input that the CLI reports as one ERROR line instead of a traceback."""
+    from data_loader import DataError
+    from models import BackendError, ModelError
+    from run_utils import RunDirError
+
+    return (ConfigError, DataError, ModelError, BackendError, RunDirError, FileNotFoundError)
+
+
+def reward_name(value: str) -> str:
+    if value in REWARD_NAMES or "." in value or ":" in value:
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r}: {', '.join(REWARD_NAMES)} 중 하나 또는 package.module.function")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    models = ",".join(list(MODEL_ALIASES))
+    p = argparse.ArgumentParser(
+        prog="train_grpo.py",
+        description="TRL GRPO 트레이너로 LoRA 강화 학습을 수행합니다 (CPU, 단일 GPU + Unsloth, 다중 GPU).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="설정 우선순위: 기본값 < 프리셋(--quick-test/--production) < --config 파일 < 명령줄 옵션",
+    )
+    p.add_argument("--model", metavar=f"{{{models}}}",
+                   help=f"사용할 모델: 위 이름, 허브 ID 또는 로컬 폴더 (기본: llama-3.1-8b; 내장 모델: {EMBEDDED_MODEL})")
+    p.add_argument("--dataset", metavar=f"{{{','.join(SEED_DATASETS)},arithmetic}}",
+                   help="사용할 데이터셋: 위 이름, 허브 ID 또는 로컬 경로 (기본: ultrafeedback)")
+    p.add_argument("--dataset-path", metavar="PATH", help="--dataset 의 로컬 사본 (파일 또는 save_to_disk 폴더)")
+    p.add_argument("--dataset-subset", metavar="NAME", help="데이터셋 하위 집합 (예: hh_rlhf 의 helpful-base)")
+    p.add_argument("--custom-data", metavar="PATH", help="커스텀 데이터셋 파일 경로 (.jsonl/.json/.parquet/.csv)")
+    p.add_argument("--config", metavar="PATH", help="설정 파일 경로 (JSON)")
+    preset = p.add_mutually_exclusive_group()
+    preset.add_argument("--quick-test", action="store_true", help="빠른 테스트 실행 (내장 모델, 몇 스텝)")
+    preset.add_argument("--production", action="store_true", help="프로덕션 훈련 실행 (config/production.json)")
+    p.add_argument("--max-samples", type=int, metavar="N", help="사용할 최대 샘플 수")
+    p.add_argument("--eval-samples", type=int, metavar="N", help="평가용으로 떼어 둘 샘플 수")
+    p.add_argument("--epochs", type=float, metavar="N", help="훈련 에포크 수")
+    p.add_argument("--max-steps", type=int, metavar="N", help="최대 최적화 스텝 수 (에포크보다 우선)")
+    p.add_argument("--learning-rate", type=float, metavar="LR", help="학습률")
+    p.add_argument("--batch-size", type=int, metavar="N", help="장치당 배치 크기 (완성 문장 수 기준)")
+    p.add_argument("--gradient-accumulation-steps", type=int, metavar="N", help="그래디언트 누적 스텝 수")
+    p.add_argument("--num-generations", type=int, metavar="G", help="프롬프트당 생성 수 (그룹 크기, group_size)")
+    p.add_argument("--max-completion-length", type=int, metavar="N", help="완성 문장 최대 토큰 수")
+    p.add_argument("--lora-rank", type=int, metavar="R", help="LoRA 랭크")
+    p.add_argument("--beta", type=float, metavar="B", help="KL 페널티 계수 (0: KL 없음)")
+    p.add_argument("--backend", choices=["auto", "unsloth", "transformers"],
+                   help="auto: CUDA 에서 Unsloth, 없으면 transformers (+bitsandbytes); CPU 는 transformers")
+    p.add_argument("--seed", type=int, metavar="N", help="난수 시드")
+    p.add_argument("--output-dir", metavar="PATH", help="출력 디렉토리")
+    p.add_argument("--overwrite", action="store_true", default=None, help="비어 있지 않은 출력 디렉토리에 덮어쓰기 허용")
+    p.add_argument("--reward-function", nargs="+", type=reward_name, metavar="{accuracy,length,custom}",
+                   help="보상 함수 타입, 여러 개 가능 (기본: accuracy); package.module.function 도 가능")
+    p.add_argument("--reward-config", metavar="PATH", help="보상 함수 설정 파일 경로 (JSON), 커스텀 보상 함수 설정")
+    p.add_argument("--reward-preview", action="store_true",
+                   help="모델 없이 데이터셋의 chosen/rejected 를 보상 함수로 채점해 표로 보여 주기")
+    p.add_argument("--skip-bad-rows", action="store_true", default=None, help="잘못된 데이터 행을 건너뛰고 개수 기록")
+    p.add_argument("--streaming", action="store_true", default=None, help="허브 데이터셋을 스트리밍으로 읽기")
+    p.add_argument("--wandb-project", metavar="NAME", help="Weights & Biases 프로젝트 이름")
+    p.add_argument("--no-wandb", action="store_true", help="Weights & Biases 비활성화")
+    p.add_argument("--report-to", nargs="+", metavar="TRACKER", help="기록 도구 (wandb, tensorboard, none)")
+    p.add_argument("--eval-only", action="store_true", help="평가만 실행 (저장된 어댑터가 있으면 불러옴)")
+    p.add_argument("--resume-from-checkpoint", metavar="PATH", help="체크포인트에서 재시작 (PATH 또는 latest)")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> GRPOConfig:
+    overrides: dict[str, Any] = {
+        FLAG_TO_KEY[dest]: value for dest, value in vars(args).items() if dest in FLAG_TO_KEY and value is not None
+    }
+    if args.no_wandb:
+        overrides["use_wandb"] = False
+    if overrides.get("report_to") == ["none"]:
+        overrides["report_to"] = []
+    if args.custom_data:
+        overrides["dataset_name"] = args.custom_data
+    preset = "quick_test" if args.quick_test else "production" if args.production else None
+    return build_config(preset=preset, config_file=args.config, overrides=overrides)
+
+
+def load_data(config: GRPOConfig, eval_only: bool):
+    """Train and held-out splits in the GRPO schema."""
+    from data_loader import load_grpo_dataset, prepare_splits
+
+    dataset = load_grpo_dataset(
+        config.dataset_name, dataset_path=config.dataset_path, subset=config.dataset_subset,
+        skip_bad_rows=config.skip_bad_rows, streaming=config.streaming, seed=config.seed,
+    )
+    if config.streaming:
+        return (dataset.take(config.max_samples) if config.max_samples else dataset), None
+    eval_samples = config.eval_samples or (min(DEFAULT_EVAL_ONLY_SAMPLES, len(dataset) // 2) if eval_only else 0)
+    return prepare_splits(dataset, max_samples=config.max_samples, eval_samples=eval_samples, seed=config.seed)
+
+
+def main(config: GRPOConfig, *, eval_only: bool = False, reward_preview: bool = False,
+         output_dir_given: bool = True) -> dict[str, Any]:
+    """One run, top to bottom: output dir and logging, data, rewards, model, trainer, train, save."""
+    from models import import_unsloth_first
+
+    import_unsloth_first(config.backend)  # Unsloth patches TRL and transformers only if it comes first
+    from config import save_config_to_file
+    from data_loader import filter_long_prompts
+    from grpo_trainer import GRPOTrainer
+    from rewards import preview_rewards
+    from run_utils import prepare_output_dir, run_provenance, setup_logging
+
+    # Output directory and logging
+    reuses_run = eval_only or reward_preview or bool(config.resume_from_checkpoint)
+    run_dir = prepare_output_dir(config, explicit=output_dir_given, resuming=reuses_run)
+    setup_logging(run_dir)
+    if not reuses_run or config.resume_from_checkpoint:
+        save_config_to_file(config, run_dir / RUN_CONFIG_FILE, extra=run_provenance())
+    logger.info("run directory: %s", run_dir)
+
+    # Data
+    train_set, eval_set = load_data(config, eval_only)
+    logger.info("data: %s training prompts, %s held out", _size(train_set), _size(eval_set))
+
+    # Rewards
+    trainer = GRPOTrainer(config)
+    if reward_preview:
+        return preview_rewards(eval_set or train_set, trainer.reward_functions)
+
+    # Model
+    adapter = run_dir if eval_only and (run_dir / "adapter_model.safetensors").is_file() else None
+    trainer.load_model(adapter_dir=adapter)
+    if eval_only:
+        results = trainer.evaluate(eval_set)
+        print_eval_summary(results, adapter)
+        return results
+    if not config.streaming:
+        train_set = filter_long_prompts(train_set, trainer.tokenizer, config.max_prompt_length)
+
+    # Train
+    summary = trainer.train(train_set, eval_dataset=eval_set)
+
+    # Save
+    summary["adapter_dir"] = str(trainer.save_model(run_dir))
+    summary["log_file"] = str(run_dir / "grpo_training.log")
+    summary["config_file"] = str(run_dir / RUN_CONFIG_FILE)
+    print_train_summary(summary)
+    return summary
+
+
+def _size(dataset) -> str:
+    return "?" if dataset is not None and not hasattr(dataset, "__len__") else str(len(dataset) if dataset else 0)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def print_train_summary(summary: dict[str, Any]) -> None:
+    lines = [
+        "=== GRPO training finished ===",
+        f"steps: {summary['steps']} in {summary['seconds']} s",
+        f"mean reward: start {_fmt(summary['reward_start'])} -> end {_fmt(summary['reward_end'])}",
+        f"adapter: {summary['adapter_dir']}",
+        f"config:  {summary['config_file']}",
+        f"log:     {summary['log_file']}",
+    ]
+    for line in lines:
+        logger.info(line)
+
+
+def print_eval_summary(results: dict[str, Any], adapter: Path | None) -> None:
+    logger.info("=== evaluation of %s on %d prompts ===", adapter or "the base model", results["num_prompts"])
+    for name, stats in results["rewards"].items():
+        logger.info("%-18s mean %.3f  std %.3f  stderr %.3f", name, stats["mean"], stats["std"], stats["stderr"])
+    for sample in results["samples"][:3]:
+        logger.info("prompt: %s | completion: %s | reference: %s", sample["prompt"][:80],
+                    sample["completion"][:120].replace("\n", " "), sample["reference"][:40])
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ConfigError as err:
+        parser.error(str(err))
+    try:
+        main(config, eval_only=args.eval_only, reward_preview=args.reward_preview,
+             output_dir_given=args.output_dir is not None)
+    except KeyboardInterrupt:
+        logger.error("interrupted")
+        return 130
+    except user_errors() as err:
+        logger.error("%s", err)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(cli())
