@@ -108,9 +108,7 @@ class GRPOConfig:
     )
     per_device_eval_batch_size: int = field(default=4, metadata={"help": "Prompts per evaluation batch."})
     gradient_accumulation_steps: int = field(default=2, metadata={"help": "Micro-batches per optimizer step."})
-    group_size: int = field(
-        default=4, metadata={"help": "Completions sampled per prompt (TRL's num_generations)."}
-    )
+    group_size: int = field(default=4, metadata={"help": "Completions sampled per prompt (TRL's num_generations)."})
     max_completion_length: int = field(default=256, metadata={"help": "Tokens generated per completion."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
     beta: float = field(default=0.0, metadata={"help": "KL penalty against the base model (0: no KL term)."})
@@ -364,7 +362,9 @@ def check_batch_arithmetic(config: GRPOConfig, world_size: int = 1) -> None:
     if generation_batch % config.group_size == 0:
         return
     batch_options = [
-        b for b in range(1, 4 * config.group_size + 1) if (b * world_size * config.gradient_accumulation_steps) % config.group_size == 0
+        b
+        for b in range(1, 4 * config.group_size + 1)
+        if (b * world_size * config.gradient_accumulation_steps) % config.group_size == 0
     ][:4]
     group_options = [g for g in range(2, generation_batch + 1) if generation_batch % g == 0]
     raise ConfigError(

@@ -191,8 +191,12 @@ def convert_ultrafeedback_raw(row: Row) -> Row:
     if len(completions) < 2:
         raise DataError("'completions' needs at least two rated responses")
     ranked = sorted(completions, key=_rating)
-    return {**row, PROMPT: _checked_prompt(_user(row["instruction"]), "instruction"),
-            CHOSEN: ranked[-1]["response"], REJECTED: ranked[0]["response"]}
+    return {
+        **row,
+        PROMPT: _checked_prompt(_user(row["instruction"]), "instruction"),
+        CHOSEN: ranked[-1]["response"],
+        REJECTED: ranked[0]["response"],
+    }
 
 
 CONVERTERS: dict[str, Callable[[Row], Row]] = {
@@ -257,20 +261,33 @@ class DatasetSource:
 
 DATASET_SOURCES: dict[str, DatasetSource] = {
     "ultrafeedback": DatasetSource(
-        "HuggingFaceH4/ultrafeedback_binarized", "preference", "train_prefs", "test_prefs",
+        "HuggingFaceH4/ultrafeedback_binarized",
+        "preference",
+        "train_prefs",
+        "test_prefs",
         description="61k prompts with chosen/rejected conversations (HuggingFaceH4's binarised UltraFeedback).",
     ),
     "ultrafeedback_large": DatasetSource(
-        "openbmb/UltraFeedback", "ultrafeedback_raw", "train", None,
+        "openbmb/UltraFeedback",
+        "ultrafeedback_raw",
+        "train",
+        None,
         description="All 64k prompts of the original UltraFeedback, 4 rated responses each; best vs worst.",
     ),
     "hh_rlhf": DatasetSource(
-        "Anthropic/hh-rlhf", "hh_rlhf", "train", "test",
+        "Anthropic/hh-rlhf",
+        "hh_rlhf",
+        "train",
+        "test",
         description="160k multi-turn dialogues; subsets harmless-base, helpful-base, helpful-online, "
         "helpful-rejection-sampled, red-team-attempts (--dataset-subset).",
     ),
     "openai_summarize": DatasetSource(
-        "openai/summarize_from_feedback", "summarize_openai", "train", "validation", hub_config="comparisons",
+        "openai/summarize_from_feedback",
+        "summarize_openai",
+        "train",
+        "validation",
+        hub_config="comparisons",
         description="Reddit TL;DR posts with two summaries and a human choice.",
     ),
     "arithmetic": DatasetSource(
@@ -293,11 +310,13 @@ def make_arithmetic_rows(count: int, seed: int = 0, max_operand: int = 50) -> li
         a, b = rng.randint(1, max_operand), rng.randint(1, max_operand)
         op = rng.choice("+-")
         answer = a + b if op == "+" else a - b
-        rows.append({
-            PROMPT: _user(f"What is {a} {op} {b}? Answer with a number."),
-            CHOSEN: str(answer),
-            REJECTED: str(answer + rng.choice((-1, 1))),
-        })
+        rows.append(
+            {
+                PROMPT: _user(f"What is {a} {op} {b}? Answer with a number."),
+                CHOSEN: str(answer),
+                REJECTED: str(answer + rng.choice((-1, 1))),
+            }
+        )
     return rows
 
 
@@ -322,10 +341,14 @@ def iter_json_lines(path: Path, skip_bad_rows: bool = False) -> Iterator[tuple[i
                 except json.JSONDecodeError as err:
                     message = f"{path}:{lineno}: malformed JSON ({err.msg} at column {err.colno})"
                     if not skip_bad_rows:
-                        raise DataError(f"{message}. Fix the line, or pass --skip-bad-rows to skip such rows.") from None
+                        raise DataError(
+                            f"{message}. Fix the line, or pass --skip-bad-rows to skip such rows."
+                        ) from None
                     logger.warning("skipped %s", message)
     except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}). Re-save the file as UTF-8.") from None
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {err.start}: {err.reason}). Re-save the file as UTF-8."
+        ) from None
 
 
 def read_json_records(path: Path, skip_bad_rows: bool) -> Iterator[tuple[str, Any]]:
@@ -378,10 +401,11 @@ def _reason(err: Exception) -> str:
 
 
 JSON_SUFFIXES = (".jsonl", ".json", ".gz", ".ndjson")
+LOCAL_SUFFIXES = (*JSON_SUFFIXES, ".parquet", ".csv")
 
 
 def is_local_path(name: str) -> bool:
-    return Path(name).exists() or name.startswith((".", "/", "~")) or name.endswith(JSON_SUFFIXES + (".parquet", ".csv"))
+    return Path(name).exists() or name.startswith((".", "/", "~")) or name.endswith(LOCAL_SUFFIXES)
 
 
 def load_local_rows(path: str | Path, converter: str | None = None, skip_bad_rows: bool = False):
@@ -431,7 +455,11 @@ def convert_dataset(dataset, converter: str | None, skip_bad_rows: bool, source:
         return {key: [row[key] for row in rows] for key in (rows[0] if rows else batch)}
 
     return dataset.map(
-        convert_batch, batched=True, batch_size=2000, with_indices=True, remove_columns=dataset.column_names,
+        convert_batch,
+        batched=True,
+        batch_size=2000,
+        with_indices=True,
+        remove_columns=dataset.column_names,
         desc=f"converting {Path(source).name}",
     )
 
@@ -450,7 +478,8 @@ def load_hub_rows(source_name: str, split: str, subset: str | None = None, strea
         )
     except (ConnectionError, OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as err:
         raise DataError(
-            f"dataset '{source_name}' ({source.hub_id}, split {split}) could not be loaded: {str(err).splitlines()[0]}. "
+            f"dataset '{source_name}' ({source.hub_id}, split {split}) could not be loaded: "
+            f"{str(err).splitlines()[0]}. "
             f"Without hub access give a local copy: --dataset {source_name} --dataset-path PATH, where PATH is a "
             f".jsonl/.parquet file or a folder made by datasets.load_dataset('{source.hub_id}').save_to_disk(PATH). "
             "Set HF_HUB_OFFLINE=1 to fail fast offline."

@@ -73,8 +73,12 @@ class GRPOTrainer:
         if adapter_dir is not None:
             load_adapter(self.loaded, adapter_dir)
         trainable = sum(p.numel() for p in self.loaded.model.parameters() if p.requires_grad)
-        logger.info("model ready on %s (%s backend), %d trainable LoRA parameters",
-                    self.loaded.device, self.loaded.backend, trainable)
+        logger.info(
+            "model ready on %s (%s backend), %d trainable LoRA parameters",
+            self.loaded.device,
+            self.loaded.backend,
+            trainable,
+        )
         return self.loaded.model
 
     # ----------------------------------------------------------------------------------------------
@@ -106,13 +110,16 @@ class GRPOTrainer:
         )
         return self.trl_trainer
 
-    def train(self, dataset, eval_dataset=None, resume_from_checkpoint: str | None = None,
-              callbacks: list | None = None) -> dict[str, Any]:
+    def train(
+        self, dataset, eval_dataset=None, resume_from_checkpoint: str | None = None, callbacks: list | None = None
+    ) -> dict[str, Any]:
         """Run GRPO on ``dataset`` (GRPO schema); returns a summary of steps and rewards."""
         if self.loaded is None:
             self.load_model()
         trainer = self.build_trl_trainer(dataset, eval_dataset, callbacks)
-        resume = resolve_checkpoint(resume_from_checkpoint or self.config.resume_from_checkpoint, self.config.output_dir)
+        resume = resolve_checkpoint(
+            resume_from_checkpoint or self.config.resume_from_checkpoint, self.config.output_dir
+        )
         started = time.monotonic()
         trainer.train(resume_from_checkpoint=resume)
         summary = summarize_log_history(trainer.state.log_history)
@@ -130,7 +137,9 @@ class GRPOTrainer:
         return target
 
     # ----------------------------------------------------------------------------------------------
-    def generate(self, prompts: list[list[dict]], do_sample: bool = False, max_new_tokens: int | None = None) -> list[str]:
+    def generate(
+        self, prompts: list[list[dict]], do_sample: bool = False, max_new_tokens: int | None = None
+    ) -> list[str]:
         """Completions for chat ``prompts``, in batches of ``per_device_eval_batch_size``."""
         import torch
 
@@ -146,13 +155,20 @@ class GRPOTrainer:
         batch_size = self.config.per_device_eval_batch_size
         for start in range(0, len(prompts), batch_size):
             batch = tokenizer.apply_chat_template(
-                prompts[start : start + batch_size], add_generation_prompt=True, padding=True,
-                return_dict=True, return_tensors="pt",
+                prompts[start : start + batch_size],
+                add_generation_prompt=True,
+                padding=True,
+                return_dict=True,
+                return_tensors="pt",
             ).to(model.device)
             with torch.no_grad():
                 output = model.generate(
-                    **batch, do_sample=do_sample, temperature=self.config.temperature if do_sample else None,
-                    top_p=None, top_k=None, max_new_tokens=max_new_tokens or self.config.max_completion_length,
+                    **batch,
+                    do_sample=do_sample,
+                    temperature=self.config.temperature if do_sample else None,
+                    top_p=None,
+                    top_k=None,
+                    max_new_tokens=max_new_tokens or self.config.max_completion_length,
                     pad_token_id=tokenizer.pad_token_id,
                 )
             new_tokens = output[:, batch["input_ids"].shape[1] :]
@@ -205,7 +221,9 @@ def write_eval_results(run_dir: Path, results: dict[str, Any]) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / EVAL_RESULTS_FILE
     if path.exists():
-        kept = path.with_name(f"eval_results.{time.strftime('%Y%m%d-%H%M%S', time.localtime(path.stat().st_mtime))}.json")
+        kept = path.with_name(
+            f"eval_results.{time.strftime('%Y%m%d-%H%M%S', time.localtime(path.stat().st_mtime))}.json"
+        )
         path.rename(kept)
         logger.info("earlier evaluation kept as %s", kept.name)
     path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

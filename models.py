@@ -253,7 +253,10 @@ def _bnb_config(compute_dtype):
     if importlib.util.find_spec("bitsandbytes") is None:
         raise BackendError("load_in_4bit on CUDA needs bitsandbytes: pip install -r requirements-gpu.txt")
     return BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype, bnb_4bit_use_double_quant=True
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=compute_dtype,
+        bnb_4bit_use_double_quant=True,
     )
 
 

@@ -249,7 +249,9 @@ def scale_signed(value: float, reward_scale: float, penalty_scale: float) -> flo
     return abs(value) * penalty_scale
 
 
-def get_custom_reward(function: str | None = None, reward_scale: float = 1.0, penalty_scale: float = -0.5) -> RewardFunc:
+def get_custom_reward(
+    function: str | None = None, reward_scale: float = 1.0, penalty_scale: float = -0.5
+) -> RewardFunc:
     inner = load_function(function) if function else default_custom_reward
 
     def custom_reward(completions: list, **kwargs: Any) -> list[float]:
@@ -312,7 +314,9 @@ def guarded_reward(fn: RewardFunc, name: str) -> RewardFunc:
     def score_one_by_one(completions: list, kwargs: dict[str, Any]) -> list[float]:
         scores = []
         for i, completion in enumerate(completions):
-            row_kwargs = {k: ([v[i]] if isinstance(v, list) and len(v) == len(completions) else v) for k, v in kwargs.items()}
+            row_kwargs = {
+                k: ([v[i]] if isinstance(v, list) and len(v) == len(completions) else v) for k, v in kwargs.items()
+            }
             try:
                 scores.append(fn([completion], **row_kwargs)[0])
             except Exception as err:  # noqa: BLE001 - a user reward may raise anything; it must not stop training
@@ -463,8 +467,14 @@ def preview_rewards(dataset, functions: list[RewardFunc]) -> dict[str, dict[str,
     logger.info("reward preview on %d rows (chosen vs rejected references):", len(rows))
     logger.info("%-20s %12s %14s %12s %8s", "reward", "chosen mean", "rejected mean", "chosen wins", "ties")
     for name, stats in table.items():
-        logger.info("%-20s %12.3f %14.3f %11.1f%% %7.1f%%", name, stats["chosen_mean"], stats["rejected_mean"],
-                    100 * stats["chosen_wins"], 100 * stats["ties"])
+        logger.info(
+            "%-20s %12.3f %14.3f %11.1f%% %7.1f%%",
+            name,
+            stats["chosen_mean"],
+            stats["rejected_mean"],
+            100 * stats["chosen_wins"],
+            100 * stats["ties"],
+        )
     return table
 
 

@@ -41,10 +41,11 @@ def setup_logging(run_dir: Path | None, level: int = logging.INFO) -> None:
             root.removeHandler(handler)
             handler.close()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if run_dir is not None and is_main_process():
-        handlers.append(logging.FileHandler(run_dir / LOG_FILE_NAME, encoding="utf-8"))
-        if Path.cwd().resolve() != run_dir.resolve():
-            handlers.append(logging.FileHandler(Path.cwd() / LOG_FILE_NAME, encoding="utf-8"))
+    if is_main_process():
+        log_files = {Path.cwd().resolve() / LOG_FILE_NAME}
+        if run_dir is not None:
+            log_files.add(run_dir.resolve() / LOG_FILE_NAME)
+        handlers.extend(logging.FileHandler(path, encoding="utf-8") for path in sorted(log_files))
     for handler in handlers:
         handler._grpo = True  # type: ignore[attr-defined]
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -99,7 +100,9 @@ def decide_trackers(config: GRPOConfig) -> list[str]:
         wanted = bool(config.use_wandb or config.wandb_project)
         trackers = ["wandb"] if wanted or _wandb_credentials() else []
         if not trackers:
-            logger.info("W&B off: no credentials found (wandb login / WANDB_API_KEY); --wandb-project NAME logs offline")
+            logger.info(
+                "W&B off: no credentials found (wandb login / WANDB_API_KEY); --wandb-project NAME logs offline"
+            )
     if "wandb" not in trackers:
         return trackers
     if importlib.util.find_spec("wandb") is None:
@@ -135,4 +138,3 @@ def git_commit() -> str | None:
 
 def run_provenance() -> dict:
     return {"command": sys.argv, "versions": package_versions(), "git_commit": git_commit()}
-

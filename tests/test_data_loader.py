@@ -1,0 +1,267 @@
+"""Converters on in-memory rows in the sources' real schemas, local file formats, and bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from data_loader import (
+    CHOSEN,
+    PROMPT,
+    REJECTED,
+    DataError,
+    convert_hh_rlhf,
+    convert_preference,
+    convert_question_answer,
+    convert_summarize_carper,
+    convert_summarize_openai,
+    convert_ultrafeedback_raw,
+    create_grpo_dataloader,
+    detect_format,
+    filter_long_prompts,
+    load_grpo_dataset,
+    make_arithmetic_rows,
+    prepare_splits,
+)
+
+ULTRAFEEDBACK_ROW = {
+    "prompt": "What is the capital of France?",
+    "prompt_id": "abc",
+    "chosen": [
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "The capital of France is Paris."},
+    ],
+    "rejected": [
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "I don't know."},
+    ],
+    "score_chosen": 9.0,
+    "score_rejected": 2.0,
+}
+HH_ROW = {
+    "chosen": "\n\nHuman: Hi, can you help me bake bread?\n\nAssistant: Sure, what kind?"
+    "\n\nHuman: Sourdough.\n\nAssistant: Start with an active starter.",
+    "rejected": "\n\nHuman: Hi, can you help me bake bread?\n\nAssistant: Sure, what kind?"
+    "\n\nHuman: Sourdough.\n\nAssistant: Buy it at the shop.",
+}
+SUMMARIZE_OPENAI_ROW = {
+    "info": {
+        "id": "t3_x",
+        "post": "My cat keeps knocking cups off the table.",
+        "title": "Cat problem",
+        "subreddit": "cats",
+        "site": None,
+        "article": None,
+    },
+    "summaries": [
+        {"text": " Cat breaks cups.", "policy": "a", "note": None},
+        {"text": " I like tables.", "policy": "b", "note": None},
+    ],
+    "choice": 0,
+    "worker": "w1",
+}
+SUMMARIZE_CARPER_ROW = {
+    "prompt": "SUBREDDIT: r/cats\nTITLE: Cat problem\nPOST: My cat keeps knocking cups off the table.\nTL;DR:",
+    "chosen": "TL;DR: Cat breaks cups.",
+    "rejected": "TL;DR: I like tables.",
+}
+ULTRAFEEDBACK_RAW_ROW = {
+    "source": "evol_instruct",
+    "instruction": "Name a prime number.",
+    "models": ["a", "b", "c"],
+    "completions": [
+        {"response": "7", "annotations": {"helpfulness": {"Rating": "5"}, "honesty": {"Rating": "5"}}},
+        {"response": "9", "annotations": {"helpfulness": {"Rating": "1"}, "honesty": {"Rating": "2"}}},
+        {"response": "2", "annotations": {"helpfulness": {"Rating": "4"}, "honesty": {"Rating": "N/A"}}},
+    ],
+}
+GSM8K_ROW = {"question": "Tom has 3 apples and buys 4. How many?", "answer": "3 + 4 = 7\n#### 7"}
+
+
+def user(text):
+    return [{"role": "user", "content": text}]
+
+
+@pytest.mark.parametrize(
+    ("converter", "row", "prompt", "chosen", "rejected"),
+    [
+        (
+            convert_preference,
+            ULTRAFEEDBACK_ROW,
+            user("What is the capital of France?"),
+            "The capital of France is Paris.",
+            "I don't know.",
+        ),
+        (convert_preference, {"prompt": "Q?", "chosen": "A.", "rejected": "B."}, user("Q?"), "A.", "B."),  # seed's
+        (
+            convert_preference,
+            {"prompt": user("Q?"), "chosen": [{"role": "assistant", "content": "A."}]},
+            user("Q?"),
+            "A.",
+            "",
+        ),  # message lists, no rejected
+        (convert_preference, {"prompt": "Only a prompt"}, user("Only a prompt"), "", ""),
+        (
+            convert_preference,
+            {k: v for k, v in ULTRAFEEDBACK_ROW.items() if k != "prompt"},
+            user("What is the capital of France?"),
+            "The capital of France is Paris.",
+            "I don't know.",
+        ),
+        (convert_question_answer, GSM8K_ROW, user(GSM8K_ROW["question"]), GSM8K_ROW["answer"], ""),
+        (convert_ultrafeedback_raw, ULTRAFEEDBACK_RAW_ROW, user("Name a prime number."), "7", "9"),
+    ],
+)
+def test_converters(converter, row, prompt, chosen, rejected):
+    out = converter(row)
+    assert (out[PROMPT], out[CHOSEN], out[REJECTED]) == (prompt, chosen, rejected)
+
+
+def test_hh_rlhf_stays_multi_turn():
+    out = convert_hh_rlhf(HH_ROW)
+    assert [m["role"] for m in out[PROMPT]] == ["user", "assistant", "user"]
+    assert out[PROMPT][-1]["content"] == "Sourdough."
+    assert (out[CHOSEN], out[REJECTED]) == ("Start with an active starter.", "Buy it at the shop.")
+
+
+@pytest.mark.parametrize("row", [SUMMARIZE_OPENAI_ROW, SUMMARIZE_CARPER_ROW])
+def test_both_summarize_schemas_agree(row):
+    out = convert_summarize_openai(row) if "info" in row else convert_summarize_carper(row)
+    assert out[PROMPT][0]["content"].startswith("Summarize the following Reddit post")
+    assert "SUBREDDIT: r/cats" in out[PROMPT][0]["content"] and "knocking cups" in out[PROMPT][0]["content"]
+    assert (out[CHOSEN], out[REJECTED]) == ("Cat breaks cups.", "I like tables.")
+
+
+def test_extra_columns_are_kept():
+    assert convert_preference(ULTRAFEEDBACK_ROW)["score_chosen"] == 9.0
+
+
+@pytest.mark.parametrize(
+    ("row", "name"),
+    [
+        (ULTRAFEEDBACK_ROW, "preference"),
+        (HH_ROW, "hh_rlhf"),
+        (SUMMARIZE_OPENAI_ROW, "summarize_openai"),
+        (SUMMARIZE_CARPER_ROW, "summarize_carper"),
+        (ULTRAFEEDBACK_RAW_ROW, "ultrafeedback_raw"),
+        (GSM8K_ROW, "question_answer"),
+    ],
+)
+def test_detect_format(row, name):
+    assert detect_format(row) == name
+
+
+def write_jsonl(path, rows, opener=open):
+    with opener(path, "wt", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write((row if isinstance(row, str) else json.dumps(row, ensure_ascii=False)) + "\n")
+    return path
+
+
+SEED_ROWS = [{"prompt": f"질문 {i}", "chosen": f"선호 답변 {i}", "rejected": "비선호 답변"} for i in range(6)]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".json", ".parquet", ".csv", "folder"])
+def test_local_formats(tmp_path, suffix):
+    from datasets import Dataset
+
+    path = tmp_path / f"data{suffix}"
+    if suffix == ".jsonl":
+        write_jsonl(path, SEED_ROWS)
+    elif suffix == ".jsonl.gz":
+        write_jsonl(path, SEED_ROWS, opener=gzip.open)
+    elif suffix == ".json":
+        path.write_text(json.dumps(SEED_ROWS, ensure_ascii=False), encoding="utf-8")
+    elif suffix == ".parquet":
+        Dataset.from_list(SEED_ROWS).to_parquet(str(path))
+    elif suffix == ".csv":
+        Dataset.from_list(SEED_ROWS).to_csv(str(path))
+    else:
+        Dataset.from_list(SEED_ROWS).save_to_disk(str(path))
+    dataset = load_grpo_dataset(str(path))
+    assert len(dataset) == 6
+    assert dataset[0][PROMPT] == user("질문 0") and dataset[0][CHOSEN] == "선호 답변 0"
+
+
+def test_named_source_from_local_copy(tmp_path):
+    path = write_jsonl(tmp_path / "hh.jsonl", [HH_ROW] * 3)
+    dataset = load_grpo_dataset("hh_rlhf", dataset_path=str(path))
+    assert len(dataset) == 3 and dataset[0][CHOSEN] == "Start with an active starter."
+
+
+def test_hub_id_resolves_to_its_converter(tmp_path):
+    path = write_jsonl(tmp_path / "uf.jsonl", [ULTRAFEEDBACK_ROW] * 2)
+    dataset = load_grpo_dataset("HuggingFaceH4/ultrafeedback_binarized", dataset_path=str(path))
+    assert dataset[0][CHOSEN] == "The capital of France is Paris."
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"prompt": "a", "chosen": "b"}\n{"prompt": "c", "chosen": \n', "bad.jsonl:2: malformed JSON"),
+        ('{"text": "no known keys"}\n', "Keys found: ['text']"),
+        ("", "the file is empty"),
+        ('{"prompt": 5, "chosen": "x"}\n', "'prompt' must be a string or a list"),
+        ('{"prompt": "   ", "chosen": "x"}\n', "'prompt' is empty"),
+        ('["a", "list"]\n', "expected a JSON object per row"),
+    ],
+)
+def test_bad_input_messages(tmp_path, content, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        load_grpo_dataset(str(path))
+    assert message in str(err.value)
+
+
+def test_non_utf8_bytes(tmp_path):
+    path = tmp_path / "latin.jsonl"
+    path.write_bytes('{"prompt": "caf\xe9"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8"):
+        load_grpo_dataset(str(path))
+
+
+def test_skip_bad_rows_reports_the_count(tmp_path, caplog):
+    path = write_jsonl(tmp_path / "mixed.jsonl", [SEED_ROWS[0], "{broken", {"text": "?"}, SEED_ROWS[1]])
+    dataset = load_grpo_dataset(str(path), skip_bad_rows=True)
+    assert len(dataset) == 2
+    assert "mixed.jsonl:2: malformed JSON" in caplog.text and "skipped 1 bad row(s) of 3" in caplog.text
+
+
+def test_missing_dataset_offline_says_how_to_give_a_local_copy():
+    with pytest.raises(DataError) as err:
+        load_grpo_dataset("openai_summarize")
+    assert "--dataset-path" in str(err.value) and "openai/summarize_from_feedback" in str(err.value)
+
+
+def test_splits_are_seeded_and_disjoint():
+    from datasets import Dataset
+
+    dataset = Dataset.from_list(make_arithmetic_rows(50, seed=1))
+    train, held_out = prepare_splits(dataset, max_samples=10, eval_samples=5, seed=3)
+    again, _ = prepare_splits(dataset, max_samples=10, eval_samples=5, seed=3)
+    assert len(train) == 10 and len(held_out) == 5 and train[PROMPT] == again[PROMPT]
+    assert not {str(p) for p in train[PROMPT]} & {str(p) for p in held_out[PROMPT]}
+
+
+def test_long_prompts_are_dropped_and_counted(tiny_model_dir, caplog):
+    from datasets import Dataset
+
+    from models import load_tokenizer
+
+    caplog.set_level("INFO")
+    rows = [
+        {"prompt": user("short"), "chosen": "", "rejected": ""},
+        {"prompt": user("long " * 200), "chosen": "", "rejected": ""},
+    ]
+    kept = filter_long_prompts(Dataset.from_list(rows), load_tokenizer(str(tiny_model_dir)), 64)
+    assert len(kept) == 1 and "dropped 1 of 2 prompts longer than 64 tokens" in caplog.text
+
+
+def test_create_grpo_dataloader_returns_loader_and_dataset(tmp_path, tiny_model_dir):
+    path = write_jsonl(tmp_path / "d.jsonl", SEED_ROWS)
+    loader, dataset = create_grpo_dataloader(str(tiny_model_dir), str(path), max_samples=4, batch_size=2)
+    batch = next(iter(loader))
+    assert len(dataset) == 4 and len(batch) == 2 and set(batch[0]) >= {PROMPT, CHOSEN, REJECTED}
