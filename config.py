@@ -192,6 +192,8 @@ class GRPOConfig:
             )
         if self.max_samples is not None and self.max_samples < 1:
             raise ConfigError(f"max_samples={self.max_samples}: give a positive number or leave it unset.")
+        if self.streaming and self.max_steps <= 0:
+            raise ConfigError("streaming=True reads a dataset of unknown length; give max_steps (--max-steps N).")
         if self.beta < 0 or self.temperature <= 0 or self.eval_samples < 0:
             raise ConfigError("beta and eval_samples must be >= 0 and temperature > 0.")
 

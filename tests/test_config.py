@@ -54,6 +54,7 @@ def test_seed_example_config_loads_with_every_key():
         ({"learning_rate": -1}, "learning_rate=-1 must be a positive number"),
         ({"max_completion_length": 4096}, "must be below max_seq_length"),
         ({"lora_rank": "8"}, "lora_rank='8' must be a positive number"),
+        ({"streaming": True}, "give max_steps"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, values, message):
