@@ -22,7 +22,7 @@ from config import GRPOConfig, check_batch_arithmetic, to_trl_args
 from data_loader import CHOSEN, PROMPT, REJECTED
 from models import LoadedModel, import_unsloth_first, load_adapter, load_model, world_size
 from rewards import RewardFunc, build_reward_functions, completion_text, score_completions
-from run_utils import decide_trackers
+from run_utils import decide_trackers, keep_previous
 
 __all__ = ["GRPOConfig", "GRPOTrainer"]
 
@@ -220,12 +220,7 @@ def write_eval_results(run_dir: Path, results: dict[str, Any]) -> Path:
     """``eval_results.json`` in ``run_dir``; an earlier one is kept under a timestamped name."""
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / EVAL_RESULTS_FILE
-    if path.exists():
-        kept = path.with_name(
-            f"eval_results.{time.strftime('%Y%m%d-%H%M%S', time.localtime(path.stat().st_mtime))}.json"
-        )
-        path.rename(kept)
-        logger.info("earlier evaluation kept as %s", kept.name)
+    keep_previous(path)
     path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     logger.info("evaluation written to %s", path)
     return path

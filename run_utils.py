@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from config import GRPOConfig
@@ -114,6 +115,15 @@ def decide_trackers(config: GRPOConfig) -> list[str]:
         os.environ["WANDB_MODE"] = "offline"
         logger.info("W&B offline: no credentials found; runs are kept under ./wandb (wandb sync to upload later)")
     return trackers
+
+
+def keep_previous(path: Path) -> None:
+    """Move an existing ``path`` aside to ``<stem>.<its mtime>.<suffix>`` so that nothing is overwritten."""
+    if path.exists():
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
+        kept = path.with_name(f"{path.stem}.{stamp}{path.suffix}")
+        path.rename(kept)
+        logger.info("earlier %s kept as %s", path.name, kept.name)
 
 
 def package_versions() -> dict[str, str]:

@@ -188,13 +188,14 @@ def main(
     from data_loader import filter_long_prompts
     from grpo_trainer import GRPOTrainer
     from rewards import preview_rewards
-    from run_utils import prepare_output_dir, run_provenance, setup_logging
+    from run_utils import keep_previous, prepare_output_dir, run_provenance, setup_logging
 
     # Output directory and logging
     reuses_run = eval_only or reward_preview or bool(config.resume_from_checkpoint)
     run_dir = prepare_output_dir(config, explicit=output_dir_given, resuming=reuses_run)
     setup_logging(run_dir)
     if not reuses_run or config.resume_from_checkpoint:
+        keep_previous(run_dir / RUN_CONFIG_FILE)
         save_config_to_file(config, run_dir / RUN_CONFIG_FILE, extra=run_provenance())
     logger.info("run directory: %s", run_dir)
 

@@ -17,10 +17,11 @@ from conftest import ROOT, build_tiny_model
 
 pytestmark = [pytest.mark.gpu]
 
+# backend name -> (--backend, load_in_4bit)
 BACKENDS = {
-    "unsloth-4bit": ["--backend", "unsloth"],
-    "transformers-4bit": ["--backend", "transformers"],
-    "transformers-bf16": ["--backend", "transformers", "--config", "BF16_CONFIG"],
+    "unsloth-4bit": ("unsloth", True),
+    "transformers-4bit": ("transformers", True),
+    "transformers-bf16": ("transformers", False),
 }
 
 
@@ -54,9 +55,10 @@ def run_cli(tmp_path, *args):
 def test_backend_trains_saves_evaluates_and_resumes(backend, gpu_model_dir, tmp_path):
     if backend.startswith("unsloth"):
         pytest.importorskip("unsloth")
-    bf16_config = tmp_path / "bf16.json"
-    bf16_config.write_text(json.dumps({"load_in_4bit": False}))
-    backend_args = [str(bf16_config) if a == "BF16_CONFIG" else a for a in BACKENDS[backend]]
+    backend_name, load_in_4bit = BACKENDS[backend]
+    config = tmp_path / "backend.json"
+    config.write_text(json.dumps({"load_in_4bit": load_in_4bit, "save_steps": 1}))
+    backend_args = ["--backend", backend_name, "--config", str(config)]
     out = tmp_path / "run"
     common = [
         "--model",
@@ -86,8 +88,7 @@ def test_backend_trains_saves_evaluates_and_resumes(backend, gpu_model_dir, tmp_
     assert (out / "adapter_model.safetensors").is_file()
     assert (out / "checkpoint-2").is_dir()
     log = (out / "grpo_training.log").read_text()
-    expected_backend = "unsloth" if backend.startswith("unsloth") else "transformers"
-    assert f"with the {expected_backend} backend" in log
+    assert f"with the {backend_name} backend" in log
 
     run_cli(tmp_path, *common, "--eval-only")
     results = json.loads((out / "eval_results.json").read_text())
