@@ -4,7 +4,9 @@
 #   bash bench/gpu_verify.sh          (on the GPU host, with .whl and .device/tokenizer carried)
 set -uo pipefail
 source bench/gpu_setup.sh
-python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -25 | tee "$OUT/gpu_tests.log"
+if [ -z "${SKIP_TESTS:-}" ]; then
+  python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -25 | tee "$OUT/gpu_tests.log"
+fi
 
 python3 bench/make_random_model.py --shape qwen2.5-1.5b --tokenizer .device/tokenizer --out /tmp/qwen15 2>&1 | tail -1
 echo '{"load_in_4bit": false, "save_steps": 2}' > /tmp/bf16.json
@@ -18,12 +20,12 @@ for backend in unsloth transformers transformers-bf16; do
           --batch-size 8 --num-generations 4 --gradient-accumulation-steps 1 --max-completion-length 64
           --lora-rank 16 --eval-samples 8 "${extra[@]}")
   {
-    echo "=== $backend: train 2 steps"
-    python3 train_grpo.py "${common[@]}" --max-steps 2 2>&1 | grep -E "INFO (train_grpo|models|grpo_trainer)|ERROR|Error" | tail -8
-    echo "=== $backend: eval-only"
-    python3 train_grpo.py "${common[@]}" --eval-only 2>&1 | grep -E "loaded adapter|evaluation of|reward |ERROR|Error" | tail -6
-    echo "=== $backend: resume to step 3"
-    python3 train_grpo.py "${common[@]}" --max-steps 3 --resume-from-checkpoint latest 2>&1 | grep -E "steps:|ERROR|Error|Resum" | tail -4
-    ls "$out"
+    echo "=== $backend: train 2 steps ($(date +%T))"
+    timeout 200 python3 train_grpo.py "${common[@]}" --max-steps 2 2>&1 | grep -E "INFO (train_grpo|models|grpo_trainer)|ERROR|Error" | tail -8
+    echo "=== $backend: eval-only ($(date +%T))"
+    timeout 150 python3 train_grpo.py "${common[@]}" --eval-only 2>&1 | grep -E "loaded adapter|evaluation of|reward |ERROR|Error" | tail -6
+    echo "=== $backend: resume to step 3 ($(date +%T))"
+    timeout 150 python3 train_grpo.py "${common[@]}" --max-steps 3 --resume-from-checkpoint latest 2>&1 | grep -E "steps:|ERROR|Error|Resum" | tail -4
+    echo "($(date +%T))"; ls "$out"
   } 2>&1 | tee -a "$OUT/cli_runs.log"
 done
