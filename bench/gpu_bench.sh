@@ -8,7 +8,7 @@ shape=${1:-llama-3.1-8b}; shift || true
 rows=("${@:-unsloth transformers_4bit trl_bf16}")
 python3 bench/make_random_model.py --shape "$shape" --tokenizer .device/tokenizer --out "/tmp/$shape" 2>&1 | tail -1
 for row in ${rows[@]}; do
-  python3 bench/bench_gpu.py --model-dir "/tmp/$shape" --row "$row" --out "$OUT/bench_$shape.jsonl" \
-    > "$OUT/bench_${shape}_$row.log" 2>&1
+  timeout "${ROW_TIMEOUT:-300}" python3 bench/bench_gpu.py --model-dir "/tmp/$shape" --row "$row" \
+    --steps "${STEPS:-3}" --out "$OUT/bench_$shape.jsonl" > "$OUT/bench_${shape}_$row.log" 2>&1
   tail -1 "$OUT/bench_${shape}_$row.log"
 done
