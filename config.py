@@ -96,6 +96,9 @@ class GRPOConfig:
     streaming: bool = field(default=False, metadata={"help": "Stream a hub dataset instead of downloading it."})
     max_samples: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
     eval_samples: int = field(default=0, metadata={"help": "Rows held out for evaluation (0: none)."})
+    eval_steps: int = field(
+        default=0, metadata={"help": "Evaluate on the held-out rows every N steps during training (0: off)."}
+    )
     skip_bad_rows: bool = field(
         default=False, metadata={"help": "Skip malformed data rows (counted in the log) instead of failing."}
     )
@@ -192,6 +195,11 @@ class GRPOConfig:
             )
         if self.max_samples is not None and self.max_samples < 1:
             raise ConfigError(f"max_samples={self.max_samples}: give a positive number or leave it unset.")
+        if self.eval_steps and (self.eval_samples == 0 or self.per_device_eval_batch_size % self.group_size):
+            raise ConfigError(
+                f"eval_steps={self.eval_steps} needs eval_samples > 0 and per_device_eval_batch_size "
+                f"({self.per_device_eval_batch_size}) divisible by group_size ({self.group_size})."
+            )
         if self.streaming and self.max_steps <= 0:
             raise ConfigError("streaming=True reads a dataset of unknown length; give max_steps (--max-steps N).")
         if self.beta < 0 or self.temperature <= 0 or self.eval_samples < 0:

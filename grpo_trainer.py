@@ -14,13 +14,15 @@ import json
 import logging
 import math
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from callbacks import GracefulStop, MetricsLogger
 from config import GRPOConfig, check_batch_arithmetic, to_trl_args
 from data_loader import CHOSEN, PROMPT, REJECTED
-from models import LoadedModel, import_unsloth_first, load_adapter, load_model, world_size
+from models import LoadedModel, ModelError, import_unsloth_first, load_adapter, load_model, world_size
 from rewards import RewardFunc, build_reward_functions, completion_text, score_completions
 from run_utils import decide_trackers, keep_previous
 
@@ -86,12 +88,16 @@ class GRPOTrainer:
         """The underlying ``trl.GRPOTrainer`` (also useful to customise before ``train``)."""
         loaded = self._require_loaded()
         check_batch_arithmetic(self.config, world_size())
+        evaluation = {}
+        if eval_dataset is not None and self.config.eval_steps:
+            evaluation = {"eval_strategy": "steps", "eval_steps": self.config.eval_steps}
         args = to_trl_args(
             self.config,
             use_cpu=loaded.device == "cpu",
             bf16=loaded.bf16,
             report_to=decide_trackers(self.config),
             reward_weights=self.reward_weights,
+            **evaluation,
         )
         import trl
 
@@ -116,14 +122,27 @@ class GRPOTrainer:
         """Run GRPO on ``dataset`` (GRPO schema); returns a summary of steps and rewards."""
         if self.loaded is None:
             self.load_model()
-        trainer = self.build_trl_trainer(dataset, eval_dataset, callbacks)
         resume = resolve_checkpoint(
             resume_from_checkpoint or self.config.resume_from_checkpoint, self.config.output_dir
         )
+        if resume:
+            check_same_base_model(resume, self.model)
+        stop = GracefulStop()
+        own_callbacks = [MetricsLogger(Path(self.config.output_dir)), stop]
+        trainer = self.build_trl_trainer(dataset, eval_dataset, [*own_callbacks, *(callbacks or [])])
         started = time.monotonic()
-        trainer.train(resume_from_checkpoint=resume)
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        if in_main_thread:
+            stop.install()
+        try:
+            trainer.train(resume_from_checkpoint=resume)
+        finally:
+            if in_main_thread:
+                stop.uninstall()
         summary = summarize_log_history(trainer.state.log_history)
         summary["seconds"] = round(time.monotonic() - started, 1)
+        summary["interrupted"] = stop.requested
+        summary["resumed_from"] = resume
         return summary
 
     def save_model(self, path: str | Path | None = None) -> Path:
@@ -226,18 +245,41 @@ def write_eval_results(run_dir: Path, results: dict[str, Any]) -> Path:
     return path
 
 
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """``checkpoint-N`` folders that were fully written (the Trainer writes trainer_state.json last), oldest first."""
+    found = [p for p in Path(output_dir).glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
 def resolve_checkpoint(resume: str | None, output_dir: str) -> str | None:
-    """A checkpoint folder for ``resume`` ('latest' = newest ``checkpoint-N`` in ``output_dir``)."""
+    """A checkpoint folder for ``resume`` ('latest' = newest complete ``checkpoint-N`` in ``output_dir``)."""
     if not resume:
         return None
     if resume == "latest":
-        checkpoints = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        checkpoints = complete_checkpoints(output_dir)
         if not checkpoints:
-            raise FileNotFoundError(f"--resume-from-checkpoint latest: no checkpoint-* folder in {output_dir}")
+            raise FileNotFoundError(f"--resume-from-checkpoint latest: no complete checkpoint-* folder in {output_dir}")
         return str(checkpoints[-1])
-    if not Path(resume).is_dir():
-        raise FileNotFoundError(f"--resume-from-checkpoint {resume}: no such checkpoint folder")
+    if not (Path(resume) / "trainer_state.json").is_file():
+        raise FileNotFoundError(
+            f"--resume-from-checkpoint {resume}: not a complete checkpoint folder (no trainer_state.json); "
+            f"complete ones in {output_dir}: {[p.name for p in complete_checkpoints(output_dir)] or 'none'}"
+        )
     return resume
+
+
+def check_same_base_model(checkpoint: str, model) -> None:
+    """Refuse to resume from a checkpoint whose adapter was trained on another base model."""
+    adapter_config = Path(checkpoint) / "adapter_config.json"
+    peft_config = getattr(model, "peft_config", {}).get("default")
+    if not adapter_config.is_file() or peft_config is None:
+        return
+    saved_base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
+    if saved_base and saved_base != peft_config.base_model_name_or_path:
+        raise ModelError(
+            f"checkpoint {checkpoint} was trained on {saved_base}, but this run loads "
+            f"{peft_config.base_model_name_or_path}; resume with the same --model, or start a new --output-dir."
+        )
 
 
 def summarize_log_history(history: list[dict[str, Any]]) -> dict[str, Any]:

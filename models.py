@@ -180,8 +180,11 @@ class LoadedModel:
 
 def load_model(config: GRPOConfig) -> LoadedModel:
     """Base model with a fresh LoRA adapter for ``config``'s backend."""
+    from transformers import set_seed
+
     backend = resolve_backend(config.backend)
     resolved = resolve_model_path(config.model_name)
+    set_seed(config.seed)  # LoRA's A matrices are initialised randomly when the adapter is attached
     logger.info("loading %s (%s) with the %s backend", config.model_name, resolved, backend)
     if backend == "unsloth":
         return _load_unsloth(config, resolved)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ FLAG_TO_KEY = {
     "custom_data": "custom_data",
     "max_samples": "max_samples",
     "eval_samples": "eval_samples",
+    "eval_steps": "eval_steps",
     "epochs": "num_train_epochs",
     "learning_rate": "learning_rate",
     "batch_size": "per_device_train_batch_size",
@@ -101,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     preset.add_argument("--production", action="store_true", help="프로덕션 훈련 실행 (config/production.json)")
     p.add_argument("--max-samples", type=int, metavar="N", help="사용할 최대 샘플 수")
     p.add_argument("--eval-samples", type=int, metavar="N", help="평가용으로 떼어 둘 샘플 수")
+    p.add_argument("--eval-steps", type=int, metavar="N", help="훈련 중 N 스텝마다 떼어 둔 샘플로 평가 (0: 끔)")
     p.add_argument("--epochs", type=float, metavar="N", help="훈련 에포크 수")
     p.add_argument("--max-steps", type=int, metavar="N", help="최대 최적화 스텝 수 (에포크보다 우선)")
     p.add_argument("--learning-rate", type=float, metavar="LR", help="학습률")
@@ -225,8 +228,39 @@ def main(
     summary["adapter_dir"] = str(trainer.save_model(run_dir))
     summary["log_file"] = str(run_dir / "grpo_training.log")
     summary["config_file"] = str(run_dir / RUN_CONFIG_FILE)
+    summary["plot"] = write_plot(run_dir)
     print_train_summary(summary)
+    if summary["interrupted"]:
+        logger.warning("stopped early at step %d; resume with:\n  %s", summary["steps"], resume_command(run_dir))
     return summary
+
+
+def write_plot(run_dir: Path) -> str | None:
+    """The training-curves PNG; a plotting problem is reported, never fatal."""
+    from plot_run import plot_run
+
+    try:
+        return str(plot_run(run_dir))
+    except (OSError, ValueError, ImportError) as err:
+        logger.warning("no training plot: %s", err)
+        return None
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command line of this run, pointed at its directory and its latest checkpoint."""
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--resume-from-checkpoint", "--output-dir"):
+            skip = True
+            continue
+        if not arg.startswith(("--resume-from-checkpoint=", "--output-dir=")):
+            args.append(arg)
+    return shlex.join(
+        ["python", "train_grpo.py", *args, "--output-dir", str(run_dir), "--resume-from-checkpoint", "latest"]
+    )
 
 
 def _size(dataset) -> str:
@@ -245,6 +279,7 @@ def print_train_summary(summary: dict[str, Any]) -> None:
         f"adapter: {summary['adapter_dir']}",
         f"config:  {summary['config_file']}",
         f"log:     {summary['log_file']}",
+        f"plot:    {summary['plot']}",
     ]
     for line in lines:
         logger.info(line)
@@ -275,7 +310,7 @@ def cli(argv: list[str] | None = None) -> int:
         logger.error("%s", err)
         parser.error(str(err))
     try:
-        main(
+        result = main(
             config,
             eval_only=args.eval_only,
             reward_preview=args.reward_preview,
@@ -287,7 +322,7 @@ def cli(argv: list[str] | None = None) -> int:
     except user_errors() as err:
         logger.error("%s", err)
         return 2
-    return 0
+    return 130 if result.get("interrupted") else 0
 
 
 if __name__ == "__main__":
