@@ -423,6 +423,41 @@ def load_local_rows(path: str | Path, converter: str | None = None, skip_bad_row
     return convert_dataset(read_arrow_source(path), converter, skip_bad_rows, str(path))
 
 
+def _converted_json_rows(path: str, converter: str | None, skip_bad_rows: bool) -> Iterator[Row]:
+    """Rows of a JSON/JSONL file, converted one at a time (the streaming path)."""
+    for location, record in read_json_records(Path(path), skip_bad_rows):
+        try:
+            yield from convert_records([(location, record)], converter, False, location)
+        except DataError as err:
+            if not skip_bad_rows:
+                raise
+            logger.warning("skipped %s", str(err).split(". Keys found")[0])
+
+
+def stream_local_rows(path: str | Path, converter: str | None = None, skip_bad_rows: bool = False):
+    """A converted ``datasets.IterableDataset`` over a local file or folder, for sets larger than memory."""
+    import datasets
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"data file or folder not found: {path}")
+    if path.suffix in JSON_SUFFIXES:
+        return datasets.IterableDataset.from_generator(
+            _converted_json_rows, gen_kwargs={"path": str(path), "converter": converter, "skip_bad_rows": skip_bad_rows}
+        )
+    if path.is_dir():
+        raw = read_arrow_source(path).to_iterable_dataset()
+    else:
+        builder = {".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
+        if builder is None:
+            raise DataError(f"{path}: unsupported file type for streaming; use .jsonl, .parquet, .csv or a folder.")
+        raw = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=True)
+    first = next(iter(raw), None)
+    if first is None:
+        raise DataError(f"{path}: the dataset has no rows.")
+    return raw.map(CONVERTERS[converter or detect_format(first)])
+
+
 def read_arrow_source(path: Path):
     """Parquet, CSV or a ``save_to_disk`` folder (a DatasetDict yields its train split)."""
     import datasets
@@ -526,7 +561,8 @@ def load_grpo_dataset(
         return Dataset.from_list(make_arithmetic_rows(arithmetic_rows, seed))
     if local_path or dataset_path:
         converter = DATASET_SOURCES[source_name].converter if source_name and dataset_path else None
-        return load_local_rows(local_path or dataset_path, converter, skip_bad_rows)
+        load = stream_local_rows if streaming else load_local_rows
+        return load(local_path or dataset_path, converter, skip_bad_rows)
     source = DATASET_SOURCES[source_name]
     return load_hub_rows(source_name, split or source.train_split, subset, streaming)
 
@@ -540,7 +576,20 @@ def prompt_token_counts(dataset, tokenizer) -> list[int]:
 
 
 def filter_long_prompts(dataset, tokenizer, max_prompt_tokens: int):
-    """Drop prompts longer than ``max_prompt_tokens`` after the chat template; log how many."""
+    """Drop prompts longer than ``max_prompt_tokens`` after the chat template; log how many.
+
+    A streamed dataset is filtered lazily, row by row, as it is read.
+    """
+    import datasets
+
+    if isinstance(dataset, datasets.IterableDataset):
+        logger.info("streaming: prompts longer than %d tokens are skipped as they are read", max_prompt_tokens)
+        return dataset.filter(
+            lambda row: (
+                len(tokenizer.apply_chat_template(row[PROMPT], add_generation_prompt=True, tokenize=True))
+                <= max_prompt_tokens
+            )
+        )
     counts = prompt_token_counts(dataset, tokenizer)
     keep = [i for i, n in enumerate(counts) if n <= max_prompt_tokens]
     dropped = len(counts) - len(keep)

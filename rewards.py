@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import itertools
 import json
 import logging
 import math
@@ -445,13 +446,16 @@ def score_completions(
     return {fn.__name__: fn(completions, **columns) for fn in functions}
 
 
-def preview_rewards(dataset, functions: list[RewardFunc]) -> dict[str, dict[str, float]]:
+PREVIEW_ROWS = 2000
+
+
+def preview_rewards(dataset, functions: list[RewardFunc], limit: int = PREVIEW_ROWS) -> dict[str, dict[str, float]]:
     """Score the dataset's own ``chosen`` and ``rejected`` answers with each reward, and log a table.
 
     Shows before any GPU time is spent whether a reward agrees with the preference labels: the mean for
     chosen and for rejected, and how often chosen scores strictly higher.  No model is involved.
     """
-    rows = list(dataset)
+    rows = list(itertools.islice(iter(dataset), limit))
     columns = {key: [row[key] for row in rows] for key in rows[0]} if rows else {}
     chosen = scores_for(functions, columns, CHOSEN_KEY)
     rejected = scores_for(functions, columns, REJECTED_KEY)

@@ -209,7 +209,7 @@ def main(
     # Rewards
     trainer = GRPOTrainer(config)
     if reward_preview:
-        return preview_rewards(eval_set or train_set, trainer.reward_functions)
+        return preview_rewards(train_set, trainer.reward_functions)
 
     # Model
     adapter = run_dir if eval_only and (run_dir / "adapter_model.safetensors").is_file() else None
@@ -218,8 +218,7 @@ def main(
         results = trainer.evaluate(eval_set)
         print_eval_summary(results, adapter)
         return results
-    if not config.streaming:
-        train_set = filter_long_prompts(train_set, trainer.tokenizer, config.max_prompt_length)
+    train_set = filter_long_prompts(train_set, trainer.tokenizer, config.max_prompt_length)
 
     # Train
     summary = trainer.train(train_set, eval_dataset=eval_set)

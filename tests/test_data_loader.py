@@ -265,3 +265,24 @@ def test_create_grpo_dataloader_returns_loader_and_dataset(tmp_path, tiny_model_
     loader, dataset = create_grpo_dataloader(str(tiny_model_dir), str(path), max_samples=4, batch_size=2)
     batch = next(iter(loader))
     assert len(dataset) == 4 and len(batch) == 2 and set(batch[0]) >= {PROMPT, CHOSEN, REJECTED}
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_streaming_local_files(tmp_path, suffix):
+    from datasets import Dataset, IterableDataset
+
+    path = tmp_path / f"big{suffix}"
+    if suffix == ".jsonl":
+        write_jsonl(path, [HH_ROW] * 5)
+    else:
+        Dataset.from_list([HH_ROW] * 5).to_parquet(str(path))
+    stream = load_grpo_dataset(str(path), streaming=True)
+    assert isinstance(stream, IterableDataset)
+    rows = list(stream)
+    assert len(rows) == 5 and rows[0][CHOSEN] == "Start with an active starter."
+
+
+def test_streaming_reports_bad_rows_with_their_line(tmp_path):
+    path = write_jsonl(tmp_path / "s.jsonl", [SEED_ROWS[0], {"text": "?"}])
+    with pytest.raises(DataError, match="s.jsonl:2"):
+        list(load_grpo_dataset(str(path), streaming=True))

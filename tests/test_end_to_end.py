@@ -127,3 +127,16 @@ def test_seed_python_snippets(tiny_model_dir, in_tmp_cwd, reward_config):
     trainer.save_model()
     assert summary["steps"] == 2
     assert Path("my_grpo_outputs/adapter_model.safetensors").is_file()
+
+
+def test_streaming_custom_data_trains(tiny_model_dir, in_tmp_cwd, reward_config):
+    data = in_tmp_cwd / "stream.jsonl"
+    data.write_text(
+        "\n".join(json.dumps({"question": f"What is {i} + {i}?", "answer": f"#### {2 * i}"}) for i in range(40))
+    )
+    out = in_tmp_cwd / "run"
+    args = tiny_run_args(tiny_model_dir, out, reward_config, "--streaming", "--custom-data", str(data))
+    args[args.index("--eval-samples") + 1] = "0"
+    assert train_grpo.cli(args) == 0
+    assert (out / "adapter_model.safetensors").is_file()
+    assert "skipped as they are read" in (out / "grpo_training.log").read_text()
