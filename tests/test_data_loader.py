@@ -284,5 +284,5 @@ def test_streaming_local_files(tmp_path, suffix):
 
 def test_streaming_reports_bad_rows_with_their_line(tmp_path):
     path = write_jsonl(tmp_path / "s.jsonl", [SEED_ROWS[0], {"text": "?"}])
-    with pytest.raises(DataError, match="s.jsonl:2"):
+    with pytest.raises(DataError, match=r"s\.jsonl:2"):
         list(load_grpo_dataset(str(path), streaming=True))
