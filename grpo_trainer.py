@@ -24,7 +24,7 @@ from config import GRPOConfig, check_batch_arithmetic, to_trl_args
 from data_loader import CHOSEN, PROMPT, REJECTED
 from models import LoadedModel, ModelError, import_unsloth_first, load_adapter, load_model, world_size
 from rewards import RewardFunc, build_reward_functions, completion_text, score_completions
-from run_utils import decide_trackers, keep_previous
+from run_utils import decide_trackers, is_main_process, keep_previous
 
 __all__ = ["GRPOConfig", "GRPOTrainer"]
 
@@ -102,9 +102,10 @@ class GRPOTrainer:
         import trl
 
         if loaded.device == "cpu":
-            from torch_kernels import use_torch_logprob_kernel
+            from cpu_support import allow_indexed_cpu_locations, use_torch_logprob_kernel
 
             use_torch_logprob_kernel()
+            allow_indexed_cpu_locations()
         self.trl_trainer = trl.GRPOTrainer(
             model=loaded.model,
             reward_funcs=self.reward_functions,
@@ -148,10 +149,13 @@ class GRPOTrainer:
     def save_model(self, path: str | Path | None = None) -> Path:
         """Save the LoRA adapter and tokenizer (to ``output_dir`` by default)."""
         target = Path(path or self.config.output_dir)
-        target.mkdir(parents=True, exist_ok=True)
-        model = self.trl_trainer.model if self.trl_trainer is not None else self.model
-        model.save_pretrained(target)
-        self.tokenizer.save_pretrained(target)
+        if self.trl_trainer is not None:
+            # The Trainer writes on the main process only and gathers ZeRO-3 shards first.
+            self.trl_trainer.save_model(str(target))
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            self.model.save_pretrained(target)
+            self.tokenizer.save_pretrained(target)
         logger.info("adapter saved to %s", target)
         return target
 
@@ -222,7 +226,7 @@ class GRPOTrainer:
                 for i in range(min(SAMPLES_IN_REPORT, len(prompts)))
             ],
         }
-        if write:
+        if write and is_main_process():
             write_eval_results(Path(self.config.output_dir), results)
         return results
 

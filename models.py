@@ -151,7 +151,8 @@ def resolve_backend(requested: str) -> str:
         if not unsloth_installed():
             raise BackendError("--backend unsloth: Unsloth is not installed; pip install -r requirements-gpu.txt.")
         if world_size() > 1:
-            logger.warning("Unsloth runs on one GPU only; %d processes were started", world_size())
+            logger.warning("Unsloth is single-GPU; with %d processes the transformers backend is used", world_size())
+            return "transformers"
         return "unsloth"
     if requested == "auto" and cuda and unsloth_installed():
         if world_size() > 1:
@@ -164,7 +165,7 @@ def resolve_backend(requested: str) -> str:
 def import_unsloth_first(requested: str) -> None:
     """Import Unsloth before TRL/transformers so that its patches apply, when it will be the backend."""
     if requested in ("auto", "unsloth") and "unsloth" not in sys.modules and unsloth_installed() and cuda_available():
-        if requested == "auto" and world_size() > 1:
+        if world_size() > 1:
             return
         import unsloth  # noqa: F401
 
@@ -233,7 +234,9 @@ def _load_transformers(config: GRPOConfig, resolved: str) -> LoadedModel:
     kwargs: dict = {"dtype": torch.float32}
     if cuda:
         bf16 = _bf16_supported()
-        kwargs = {"dtype": torch.bfloat16 if bf16 else torch.float16, "device_map": {"": _local_rank()}}
+        kwargs = {"dtype": torch.bfloat16 if bf16 else torch.float16}
+        if not deepspeed_enabled():  # DeepSpeed places (and under ZeRO-3 shards) the weights itself
+            kwargs["device_map"] = {"": _local_rank()}
         if config.load_in_4bit:
             kwargs["quantization_config"] = _bnb_config(kwargs["dtype"])
     elif config.load_in_4bit:
@@ -261,12 +264,20 @@ def _bnb_config(compute_dtype):
 
     if importlib.util.find_spec("bitsandbytes") is None:
         raise BackendError("load_in_4bit on CUDA needs bitsandbytes: pip install -r requirements-gpu.txt")
+    # Storing the 4-bit blocks in the compute dtype lets DeepSpeed ZeRO-3 shard them (QLoRA + ZeRO-3).
+    storage = {"bnb_4bit_quant_storage": compute_dtype} if deepspeed_enabled() else {}
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_compute_dtype=compute_dtype,
         bnb_4bit_use_double_quant=True,
+        **storage,
     )
+
+
+def deepspeed_enabled() -> bool:
+    """True under ``accelerate launch`` with a DeepSpeed config (DeepSpeed itself is imported only then)."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
 def _local_rank() -> int:

@@ -51,7 +51,8 @@ def setup_logging(run_dir: Path | None, level: int = logging.INFO) -> None:
         handler._grpo = True  # type: ignore[attr-defined]
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         root.addHandler(handler)
-    root.setLevel(level)
+    # Other ranks repeat what the main process says; they only speak up for warnings and errors.
+    root.setLevel(level if is_main_process() else max(level, logging.WARNING))
     logging.captureWarnings(True)
     transformers.utils.logging.disable_default_handler()
     transformers.utils.logging.enable_propagation()
@@ -66,8 +67,34 @@ def prepare_output_dir(config: GRPOConfig, explicit: bool, resuming: bool) -> Pa
     """The directory this run writes to, never clobbering an earlier run.
 
     An explicitly chosen non-empty directory is an error unless ``overwrite_output_dir`` is set or the run
-    resumes from it; a default one moves on to the first free ``<dir>-2``, ``<dir>-3``, ...
+    resumes from it; a default one moves on to the first free ``<dir>-2``, ``<dir>-3``, ...  With several
+    processes the main process decides and the others take its answer, so that all write to one directory.
     """
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return _choose_output_dir(config, explicit, resuming)
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    decision: list = [None]
+    # cpu=True makes accelerate start the gloo process group on machines without CUDA.
+    if PartialState(cpu=not torch.cuda.is_available()).is_main_process:
+        try:
+            decision = [str(_choose_output_dir(config, explicit, resuming))]
+        except RunDirError as err:
+            decision = [str(err), "error"]
+        decision += [None] * (2 - len(decision))
+    else:
+        decision = [None, None]
+    broadcast_object_list(decision)
+    if decision[1] == "error":
+        raise RunDirError(decision[0])
+    config.output_dir = decision[0]
+    Path(decision[0]).mkdir(parents=True, exist_ok=True)
+    return Path(decision[0])
+
+
+def _choose_output_dir(config: GRPOConfig, explicit: bool, resuming: bool) -> Path:
     path = Path(config.output_dir)
     if _is_non_empty_dir(path) and not (config.overwrite_output_dir or resuming):
         if explicit:

@@ -158,7 +158,8 @@ def config_from_args(args: argparse.Namespace) -> GRPOConfig:
         overrides["dataset_name"] = args.custom_data
     preset = "quick_test" if args.quick_test else "production" if args.production else None
     config = build_config(preset=preset, config_file=args.config, overrides=overrides)
-    check_batch_arithmetic(config, int(os.environ.get("WORLD_SIZE", "1")))
+    if not (args.eval_only or args.reward_preview):  # the batch arithmetic concerns training only
+        check_batch_arithmetic(config, int(os.environ.get("WORLD_SIZE", "1")))
     return config
 
 
@@ -191,13 +192,13 @@ def main(
     from data_loader import filter_long_prompts
     from grpo_trainer import GRPOTrainer
     from rewards import preview_rewards
-    from run_utils import keep_previous, prepare_output_dir, run_provenance, setup_logging
+    from run_utils import is_main_process, keep_previous, prepare_output_dir, run_provenance, setup_logging
 
     # Output directory and logging
     reuses_run = eval_only or reward_preview or bool(config.resume_from_checkpoint)
     run_dir = prepare_output_dir(config, explicit=output_dir_given, resuming=reuses_run)
     setup_logging(run_dir)
-    if not reuses_run or config.resume_from_checkpoint:
+    if is_main_process() and (not reuses_run or config.resume_from_checkpoint):
         keep_previous(run_dir / RUN_CONFIG_FILE)
         save_config_to_file(config, run_dir / RUN_CONFIG_FILE, extra=run_provenance())
     logger.info("run directory: %s", run_dir)
@@ -227,7 +228,7 @@ def main(
     summary["adapter_dir"] = str(trainer.save_model(run_dir))
     summary["log_file"] = str(run_dir / "grpo_training.log")
     summary["config_file"] = str(run_dir / RUN_CONFIG_FILE)
-    summary["plot"] = write_plot(run_dir)
+    summary["plot"] = write_plot(run_dir) if is_main_process() else None
     print_train_summary(summary)
     if summary["interrupted"]:
         logger.warning("stopped early at step %d; resume with:\n  %s", summary["steps"], resume_command(run_dir))

@@ -10,8 +10,7 @@ def record_reward(completions, prompts=None, trainer_state=None, **kwargs):
     path = os.environ.get("GRPO_RECORD_FILE")
     if path and prompts is not None and trainer_state is not None:
         with open(path, "a", encoding="utf-8") as handle:
-            handle.write(
-                json.dumps({"step": trainer_state.global_step, "prompts": [p[-1]["content"] for p in prompts]})
-            )
+            entry = {"step": trainer_state.global_step, "rank": int(os.environ.get("RANK", "0"))}
+            handle.write(json.dumps({**entry, "prompts": [p[-1]["content"] for p in prompts]}))
             handle.write("\n")
     return [float(len(c[0]["content"] if isinstance(c, list) else c) % 5) for c in completions]

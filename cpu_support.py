@@ -1,9 +1,12 @@
-"""A pure-PyTorch stand-in for TRL's Triton log-probability kernel, so that GRPO trains on a CPU.
+"""What GRPO training on a CPU needs beyond the stock stack.
 
-TRL 1.x computes per-token log-probabilities through ``ChunkedLogProbFunction``, whose inner loop is a
-Triton kernel: it needs a GPU, and the CPU build of PyTorch ships no Triton at all.  This module computes
-the same outputs (log-prob of the target, entropy, log of the sum of squared probabilities, mean logit and
-whether the target is the top-1 token) with ordinary autograd, a chunk of tokens at a time.
+1. A pure-PyTorch stand-in for TRL's Triton log-probability kernel.  TRL 1.x computes per-token
+   log-probabilities through ``ChunkedLogProbFunction``, whose inner loop is a Triton kernel: it needs a GPU,
+   and the CPU build of PyTorch ships no Triton at all.  ``TorchLogProbFunction`` computes the same outputs
+   (log-prob of the target, entropy, log of the sum of squared probabilities, mean logit and whether the
+   target is the top-1 token) with ordinary autograd, a chunk of tokens at a time.
+2. Resuming a multi-process CPU run: transformers loads the optimizer state with ``map_location`` set to
+   the process's device, ``cpu:<rank>``, a location torch cannot restore; it is mapped to the CPU.
 """
 
 from __future__ import annotations
@@ -72,3 +75,20 @@ def use_torch_logprob_kernel() -> None:
     if trl_utils._ChunkedLogProbFunction is not TorchLogProbFunction:
         trl_utils._ChunkedLogProbFunction = TorchLogProbFunction
         logger.info("CPU run: TRL's Triton log-prob kernel replaced by its PyTorch equivalent")
+
+
+def _restore_indexed_cpu(storage, location: str):
+    """torch deserializer: storages tagged ``cpu:N`` stay on the CPU (None: not ours to handle)."""
+    return storage if location.startswith("cpu:") else None
+
+
+def _no_tag(obj):
+    return None
+
+
+def allow_indexed_cpu_locations() -> None:
+    """Let ``torch.load(..., map_location=torch.device("cpu", N))`` work (multi-process CPU resume)."""
+    import torch.serialization as serialization
+
+    if not any(entry[2] is _restore_indexed_cpu for entry in serialization._package_registry):
+        serialization.register_package(5, _no_tag, _restore_indexed_cpu)

@@ -1,0 +1,83 @@
+"""Two processes with the gloo backend on CPU (torchrun), end to end on a tiny model: both ranks take part,
+only the main process writes, the adapter loads, and resume works under several processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+
+def torchrun(args: list[str], cwd: Path, record: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "GRPO_RECORD_FILE": str(record), "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(ROOT / "train_grpo.py"),
+        *args,
+    ]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_two_processes_train_save_and_resume(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    config = tmp_path / "save.json"
+    config.write_text(json.dumps({"save_steps": 1}))
+    args = [
+        "--model",
+        str(tiny_model_dir),
+        "--dataset",
+        "arithmetic",
+        "--output-dir",
+        str(out),
+        "--no-wandb",
+        "--reward-function",
+        "recorder.record_reward",
+        "--batch-size",
+        "2",
+        "--num-generations",
+        "4",
+        "--gradient-accumulation-steps",
+        "1",
+        "--max-completion-length",
+        "8",
+        "--lora-rank",
+        "4",
+        "--config",
+        str(config),
+        "--eval-samples",
+        "8",
+    ]
+    record = tmp_path / "seen.jsonl"
+    first = torchrun([*args, "--max-steps", "2"], tmp_path, record)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+
+    seen = [json.loads(line) for line in record.read_text().splitlines()]
+    assert {entry["rank"] for entry in seen} == {0, 1}, "both ranks score completions"
+    steps_by_rank = {rank: sorted(e["step"] for e in seen if e["rank"] == rank) for rank in (0, 1)}
+    assert steps_by_rank[0] == steps_by_rank[1] == [0, 1], "each rank scores its share of every step"
+    assert (out / "adapter_model.safetensors").is_file() and (out / "checkpoint-2").is_dir()
+    assert (out / "grpo_training.log").read_text().count("run directory:") == 1, "only the main process logs"
+
+    resumed = torchrun([*args, "--max-steps", "3", "--resume-from-checkpoint", "latest"], tmp_path, record)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["global_step"] == 3
+
+    evaluation = subprocess.run(
+        [sys.executable, str(ROOT / "train_grpo.py"), *args, "--eval-only"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "tests")},
+    )
+    assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+    assert "loaded adapter weights" in (out / "grpo_training.log").read_text()
