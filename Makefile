@@ -42,3 +42,11 @@ format: $(STAMP)
 
 clean:
 	rm -rf grpo_outputs .pytest_cache .ruff_cache
+
+# The learning demo (docs/learning.md): evaluate the base model, train, evaluate the adapter, report.
+DEMO_DIR ?= grpo_outputs/demo-$(shell date +%Y%m%d-%H%M%S)
+demo: $(STAMP)
+	$(BIN)/python train_grpo.py --config config/demo.json --output-dir $(DEMO_DIR)/base --eval-only
+	$(BIN)/python train_grpo.py --config config/demo.json --output-dir $(DEMO_DIR)/trained
+	$(BIN)/python train_grpo.py --config config/demo.json --output-dir $(DEMO_DIR)/trained --eval-only
+	$(BIN)/python bench/demo_report.py $(DEMO_DIR)

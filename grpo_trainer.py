@@ -19,9 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from callbacks import GracefulStop, MetricsLogger
 from config import GRPOConfig, check_batch_arithmetic, to_trl_args
 from data_loader import CHOSEN, PROMPT, REJECTED
+from memory import out_of_memory_error
 from models import LoadedModel, ModelError, import_unsloth_first, load_adapter, load_model, world_size
 from rewards import RewardFunc, build_reward_functions, completion_text, score_completions
 from run_utils import decide_trackers, is_main_process, keep_previous
@@ -137,6 +140,11 @@ class GRPOTrainer:
             stop.install()
         try:
             trainer.train(resume_from_checkpoint=resume)
+        except torch.OutOfMemoryError:
+            last = complete_checkpoints(self.config.output_dir)
+            raise out_of_memory_error(
+                self.config, self.config.load_in_4bit and self.loaded.device == "cuda", str(last[-1]) if last else None
+            ) from None
         finally:
             if in_main_thread:
                 stop.uninstall()
@@ -215,6 +223,9 @@ class GRPOTrainer:
             "greedy": not do_sample,
             "rewards": {name: describe(values) for name, values in {**scores, "reward": total}.items()},
             "seconds": round(time.monotonic() - started, 1),
+            # per-prompt scores, in dataset order, for paired comparisons between two evaluations
+            "scores": {name: values for name, values in {**scores, "reward": total}.items()},
+            "prompts": [p[-1]["content"] for p in prompts],
             "samples": [
                 {
                     "prompt": prompts[i][-1]["content"],

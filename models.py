@@ -187,6 +187,9 @@ def load_model(config: GRPOConfig) -> LoadedModel:
     resolved = resolve_model_path(config.model_name)
     set_seed(config.seed)  # LoRA's A matrices are initialised randomly when the adapter is attached
     logger.info("loading %s (%s) with the %s backend", config.model_name, resolved, backend)
+    from memory import check_fits
+
+    check_fits(config, resolved, four_bit=config.load_in_4bit)
     if backend == "unsloth":
         return _load_unsloth(config, resolved)
     return _load_transformers(config, resolved)

@@ -64,10 +64,11 @@ DEFAULT_EVAL_ONLY_SAMPLES = 100
 def user_errors() -> tuple[type[Exception], ...]:
     """Errors caused by input that the CLI reports as one ERROR line instead of a traceback."""
     from data_loader import DataError
+    from memory import ResourceError
     from models import BackendError, ModelError
     from run_utils import RunDirError
 
-    return (ConfigError, DataError, ModelError, BackendError, RunDirError, FileNotFoundError)
+    return (ConfigError, DataError, ModelError, BackendError, RunDirError, ResourceError, FileNotFoundError)
 
 
 def reward_name(value: str) -> str:
