@@ -230,6 +230,7 @@ class GRPOTrainer:
             # per-prompt scores, in dataset order, for paired comparisons between two evaluations
             "scores": {name: values for name, values in {**scores, "reward": total}.items()},
             "prompts": [p[-1]["content"] for p in prompts],
+            "completions": [completion_text(c) for c in completions],
             "samples": [
                 {
                     "prompt": prompts[i][-1]["content"],

@@ -23,7 +23,6 @@ import functools
 import importlib
 import importlib.util
 import itertools
-import json
 import logging
 import math
 import re
@@ -32,7 +31,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from config import REWARD_NAMES, REWARD_WEIGHT_PRESETS, ConfigError
+from config import REWARD_NAMES, REWARD_WEIGHT_PRESETS, ConfigError, read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -372,14 +371,7 @@ def load_reward_config(reward_config: str | Path | dict | None) -> dict[str, dic
     if reward_config is None:
         return {}
     if isinstance(reward_config, (str, Path)):
-        path = Path(reward_config)
-        if not path.is_file():
-            raise ConfigError(f"reward config file not found: {path}")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"reward config {path}: invalid JSON at line {err.lineno}: {err.msg}") from None
-        source = str(path)
+        data, source = read_json_object(reward_config, "reward config"), f"reward config {reward_config}"
     else:
         data, source = reward_config, "reward config"
     if not isinstance(data, dict):

@@ -61,8 +61,8 @@ def plot(demo_dir: Path, summary: dict) -> Path:
     errors = [1.96 * summary["se_before"], 1.96 * summary["se_after"]]
     bars.bar(["base model", "after GRPO"], values, yerr=errors, capsize=6, color=["#999999", "#2a7ab9"])
     for x, v in enumerate(values):
-        bars.text(x, v + 0.03, f"{v:.1%}", ha="center")
-    bars.set_ylim(0, 1)
+        bars.text(x, v + errors[x] + 0.02, f"{v:.1%}", ha="center")
+    bars.set_ylim(0, 1.15)
     bars.set_ylabel("held-out accuracy (greedy)")
     bars.set_title(f"{summary['n']} held-out prompts, 95% CI")
     fig.tight_layout()

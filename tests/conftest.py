@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -75,3 +76,39 @@ def in_tmp_cwd(tmp_path, monkeypatch) -> Path:
     """Run in a fresh working directory (the CLI writes grpo_training.log there)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def tiny_cli_args(
+    model_dir: Path, out: Path, *extra: str, rewards=("length",), completion_length: int = 8, lora_rank: int = 4
+) -> list[str]:
+    """CLI arguments of a run of a few seconds on a tiny model: one prompt of 4 completions per step."""
+    return [
+        "--model",
+        str(model_dir),
+        "--dataset",
+        "arithmetic",
+        "--output-dir",
+        str(out),
+        "--no-wandb",
+        "--reward-function",
+        *rewards,
+        "--batch-size",
+        "4",
+        "--num-generations",
+        "4",
+        "--gradient-accumulation-steps",
+        "1",
+        "--max-completion-length",
+        str(completion_length),
+        "--learning-rate",
+        "0.01",
+        "--lora-rank",
+        str(lora_rank),
+        *extra,
+    ]
+
+
+def run_train_grpo(args: list[str], cwd: Path, env: dict | None = None, launcher: tuple[str, ...] = ()):
+    """``train_grpo.py`` in its own process (optionally under a launcher such as torchrun)."""
+    command = [sys.executable, *launcher, str(ROOT / "train_grpo.py"), *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)

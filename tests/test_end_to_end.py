@@ -10,42 +10,24 @@ import pytest
 from safetensors.torch import load_file
 
 import train_grpo
+from conftest import tiny_cli_args
 
 LENGTH_REWARD = {"length": {"optimal_length": 8, "unit": "characters"}}
 
 
 def tiny_run_args(model_dir: Path, out: Path, reward_config: Path, *extra: str) -> list[str]:
-    return [
-        "--model",
-        str(model_dir),
-        "--dataset",
-        "arithmetic",
-        "--output-dir",
-        str(out),
-        "--reward-function",
-        "accuracy",
-        "length",
+    return tiny_cli_args(
+        model_dir,
+        out,
         "--reward-config",
         str(reward_config),
         "--max-steps",
         "3",
-        "--batch-size",
-        "4",
-        "--num-generations",
-        "4",
-        "--gradient-accumulation-steps",
-        "1",
-        "--max-completion-length",
-        "8",
-        "--learning-rate",
-        "0.01",
-        "--lora-rank",
-        "4",
         "--eval-samples",
         "8",
-        "--no-wandb",
         *extra,
-    ]
+        rewards=("accuracy", "length"),
+    )
 
 
 @pytest.fixture()

@@ -8,12 +8,10 @@ transformers and TRL when it is imported.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT, build_tiny_model
+from conftest import build_tiny_model, run_train_grpo, tiny_cli_args
 
 pytestmark = [pytest.mark.gpu]
 
@@ -40,13 +38,7 @@ def gpu_model_dir(tmp_path_factory):
 
 
 def run_cli(tmp_path, *args):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "train_grpo.py"), *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = run_train_grpo(list(args), tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     return result
 
@@ -60,30 +52,7 @@ def test_backend_trains_saves_evaluates_and_resumes(backend, gpu_model_dir, tmp_
     config.write_text(json.dumps({"load_in_4bit": load_in_4bit, "save_steps": 1}))
     backend_args = ["--backend", backend_name, "--config", str(config)]
     out = tmp_path / "run"
-    common = [
-        "--model",
-        str(gpu_model_dir),
-        "--dataset",
-        "arithmetic",
-        "--output-dir",
-        str(out),
-        "--no-wandb",
-        "--reward-function",
-        "length",
-        "--batch-size",
-        "4",
-        "--num-generations",
-        "4",
-        "--gradient-accumulation-steps",
-        "1",
-        "--max-completion-length",
-        "16",
-        "--lora-rank",
-        "8",
-        "--eval-samples",
-        "8",
-        *backend_args,
-    ]
+    common = tiny_cli_args(gpu_model_dir, out, "--eval-samples", "8", *backend_args, completion_length=16, lora_rank=8)
     run_cli(tmp_path, *common, "--max-steps", "2")
     assert (out / "adapter_model.safetensors").is_file()
     assert (out / "checkpoint-2").is_dir()

@@ -15,37 +15,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT, build_tiny_model
+from conftest import ROOT, build_tiny_model, run_train_grpo, tiny_cli_args
 from plot_run import main as plot_main
 
 
 def tiny_args(model_dir: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "--model",
-        str(model_dir),
-        "--dataset",
-        "arithmetic",
-        "--output-dir",
-        str(out),
-        "--no-wandb",
-        "--reward-function",
-        "recorder.record_reward",
-        "--batch-size",
-        "4",
-        "--num-generations",
-        "4",
-        "--gradient-accumulation-steps",
-        "1",
-        "--max-completion-length",
-        "16",
-        "--learning-rate",
-        "0.01",
-        "--lora-rank",
-        "4",
-        "--seed",
-        "7",
-        *extra,
-    ]
+    return tiny_cli_args(
+        model_dir, out, "--seed", "7", *extra, rewards=("recorder.record_reward",), completion_length=16
+    )
 
 
 def cli_env(record_file: Path | None = None) -> dict[str, str]:
@@ -67,14 +44,7 @@ def start(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train_grpo.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_train_grpo(args, cwd, env)
 
 
 def wait_for(predicate, process: subprocess.Popen, timeout: float = 300) -> None:

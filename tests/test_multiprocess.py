@@ -5,57 +5,25 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-from conftest import ROOT
+from conftest import ROOT, run_train_grpo, tiny_cli_args
+
+TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
 
 
-def torchrun(args: list[str], cwd: Path, record: Path) -> subprocess.CompletedProcess:
+def torchrun(args: list[str], cwd: Path, record: Path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "GRPO_RECORD_FILE": str(record), "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(ROOT / "train_grpo.py"),
-        *args,
-    ]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return run_train_grpo(args, cwd, env, launcher=TORCHRUN)
 
 
 def test_two_processes_train_save_and_resume(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     config = tmp_path / "save.json"
     config.write_text(json.dumps({"save_steps": 1}))
-    args = [
-        "--model",
-        str(tiny_model_dir),
-        "--dataset",
-        "arithmetic",
-        "--output-dir",
-        str(out),
-        "--no-wandb",
-        "--reward-function",
-        "recorder.record_reward",
-        "--batch-size",
-        "2",
-        "--num-generations",
-        "4",
-        "--gradient-accumulation-steps",
-        "1",
-        "--max-completion-length",
-        "8",
-        "--lora-rank",
-        "4",
-        "--config",
-        str(config),
-        "--eval-samples",
-        "8",
-    ]
+    args = tiny_cli_args(
+        tiny_model_dir, out, "--config", str(config), "--eval-samples", "8", rewards=("recorder.record_reward",)
+    )
     record = tmp_path / "seen.jsonl"
     first = torchrun([*args, "--max-steps", "2"], tmp_path, record)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
@@ -71,13 +39,6 @@ def test_two_processes_train_save_and_resume(tiny_model_dir, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["global_step"] == 3
 
-    evaluation = subprocess.run(
-        [sys.executable, str(ROOT / "train_grpo.py"), *args, "--eval-only"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "tests")},
-    )
+    evaluation = run_train_grpo([*args, "--eval-only"], tmp_path, {**os.environ, "PYTHONPATH": str(ROOT / "tests")})
     assert evaluation.returncode == 0, evaluation.stderr[-3000:]
     assert "loaded adapter weights" in (out / "grpo_training.log").read_text()
