@@ -94,11 +94,17 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tiny_model_dir, tmp_path
         assert torch.equal(weights[0][name], weights[1][name]), name  # CPU runs are bitwise reproducible
 
 
-def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tiny_model_dir, tmp_path):
-    out = tmp_path / "run"
-    process = start(tiny_args(tiny_model_dir, out, "--max-steps", "500"), tmp_path, cli_env())
+def start_long_run(model_dir: Path, out: Path, cwd: Path) -> tuple[subprocess.Popen, Path]:
+    """A 500-step run, returned once its first step is logged, with its log file."""
+    process = start(tiny_args(model_dir, out, "--max-steps", "500"), cwd, cli_env())
     log = out / "grpo_training.log"
     wait_for(lambda: log.is_file() and "step 1/500" in log.read_text(), process)
+    return process, log
+
+
+def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    process, log = start_long_run(tiny_model_dir, out, tmp_path)
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 130, output[-3000:]
@@ -110,10 +116,7 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tiny_model_dir,
 
 
 def test_second_ctrl_c_exits_at_once(tiny_model_dir, tmp_path):
-    out = tmp_path / "run"
-    process = start(tiny_args(tiny_model_dir, out, "--max-steps", "500"), tmp_path, cli_env())
-    log = out / "grpo_training.log"
-    wait_for(lambda: log.is_file() and "step 1/500" in log.read_text(), process)
+    process, log = start_long_run(tiny_model_dir, tmp_path / "run", tmp_path)
     process.send_signal(signal.SIGINT)
     wait_for(lambda: "SIGINT received" in log.read_text(), process)
     process.send_signal(signal.SIGINT)
