@@ -31,8 +31,9 @@ def is_main_process() -> bool:
 def setup_logging(run_dir: Path | None, level: int = logging.INFO) -> None:
     """Terminal plus ``grpo_training.log`` in the run directory and in the working directory (the seed's place).
 
-    transformers/TRL messages and Python warnings go through the same handlers, so the log files hold what the
-    terminal shows.  Only the main process writes files.
+    transformers/TRL messages and Python warnings go through the same handlers, and what is printed to stdout
+    (TRL's completion tables, the Trainer's metric lines) is copied into the run's log, so the log holds what
+    the terminal shows; only the progress bar's redraws are left out.  Only the main process writes files.
     """
     import transformers
 
@@ -41,11 +42,13 @@ def setup_logging(run_dir: Path | None, level: int = logging.INFO) -> None:
         if getattr(handler, "_grpo", False):
             root.removeHandler(handler)
             handler.close()
+    restore_stdout()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if is_main_process():
         log_files = {Path.cwd().resolve() / LOG_FILE_NAME}
         if run_dir is not None:
             log_files.add(run_dir.resolve() / LOG_FILE_NAME)
+            sys.stdout = StdoutToLog(sys.stdout, run_dir / LOG_FILE_NAME)
         handlers.extend(logging.FileHandler(path, encoding="utf-8") for path in sorted(log_files))
     for handler in handlers:
         handler._grpo = True  # type: ignore[attr-defined]
@@ -57,6 +60,36 @@ def setup_logging(run_dir: Path | None, level: int = logging.INFO) -> None:
     transformers.utils.logging.disable_default_handler()
     transformers.utils.logging.enable_propagation()
     transformers.utils.logging.set_verbosity_warning()
+
+
+class StdoutToLog:
+    """A stdout that also appends what is printed to a log file (line by line, ``\r`` redraws dropped)."""
+
+    def __init__(self, terminal, path: Path):
+        self.terminal = terminal
+        self.path = path
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self.terminal.write(text)
+        self._pending += text
+        if "\n" in self._pending:
+            complete, self._pending = self._pending.rsplit("\n", 1)
+            lines = [line.rsplit("\r", 1)[-1] for line in complete.split("\n")]
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write("\n".join(lines) + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.terminal.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.terminal, name)
+
+
+def restore_stdout() -> None:
+    """Undo the stdout copy of ``setup_logging`` (at the end of a run started from Python)."""
+    sys.stdout = getattr(sys.stdout, "terminal", sys.stdout)
 
 
 def _is_non_empty_dir(path: Path) -> bool:

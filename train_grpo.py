@@ -300,7 +300,7 @@ def print_eval_summary(results: dict[str, Any], adapter: Path | None) -> None:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    from run_utils import setup_logging
+    from run_utils import restore_stdout, setup_logging
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -323,6 +323,8 @@ def cli(argv: list[str] | None = None) -> int:
     except user_errors() as err:
         logger.error("%s", err)
         return 2
+    finally:
+        restore_stdout()
     return 130 if result.get("interrupted") else 0
 
 

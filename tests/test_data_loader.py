@@ -286,3 +286,21 @@ def test_streaming_reports_bad_rows_with_their_line(tmp_path):
     path = write_jsonl(tmp_path / "s.jsonl", [SEED_ROWS[0], {"text": "?"}])
     with pytest.raises(DataError, match=r"s\.jsonl:2"):
         list(load_grpo_dataset(str(path), streaming=True))
+
+
+@pytest.mark.parametrize(
+    ("name", "row", "chosen"),
+    [
+        ("ultrafeedback", ULTRAFEEDBACK_ROW, "The capital of France is Paris."),
+        ("ultrafeedback_large", ULTRAFEEDBACK_RAW_ROW, "7"),
+        ("hh_rlhf", HH_ROW, "Start with an active starter."),
+        ("openai_summarize", SUMMARIZE_OPENAI_ROW, "Cat breaks cups."),
+    ],
+)
+def test_every_named_source_from_a_local_copy(tmp_path, name, row, chosen):
+    from datasets import Dataset
+
+    folder = tmp_path / name
+    Dataset.from_list([row] * 3).save_to_disk(str(folder))  # what save_to_disk of the hub copy gives
+    dataset = load_grpo_dataset(name, dataset_path=str(folder))
+    assert len(dataset) == 3 and dataset[0][CHOSEN] == chosen and dataset[0][PROMPT][-1]["role"] == "user"

@@ -50,7 +50,9 @@ def test_cli_trains_and_writes_everything(tiny_model_dir, in_tmp_cwd, reward_con
     saved = json.loads((out / "run_config.json").read_text())
     assert saved["model_name"] == str(tiny_model_dir) and saved["max_steps"] == 3
     assert saved["_run"]["versions"]["trl"]
-    assert "training finished" in (out / "grpo_training.log").read_text()
+    run_log = (out / "grpo_training.log").read_text()
+    assert "training finished" in run_log
+    assert "Completion" in run_log and "step 3/3" in run_log  # TRL's completion table and our metric lines
     assert (in_tmp_cwd / "grpo_training.log").is_file()
 
     assert train_grpo.cli(tiny_run_args(tiny_model_dir, out, reward_config, "--eval-only")) == 0
