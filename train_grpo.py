@@ -177,6 +177,10 @@ def load_data(config: GRPOConfig, eval_only: bool):
         seed=config.seed,
     )
     if config.streaming:
+        if eval_only:
+            raise ConfigError(
+                "--eval-only needs held-out rows, which a streamed dataset has none of; drop --streaming."
+            )
         return (dataset.take(config.max_samples) if config.max_samples else dataset), None
     eval_samples = config.eval_samples or (min(DEFAULT_EVAL_ONLY_SAMPLES, len(dataset) // 2) if eval_only else 0)
     return prepare_splits(dataset, max_samples=config.max_samples, eval_samples=eval_samples, seed=config.seed)

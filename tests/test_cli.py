@@ -79,3 +79,9 @@ def test_help_is_korean(capsys):
         build_parser().parse_args(["--help"])
     out = capsys.readouterr().out
     assert "사용할 모델" in out and "--reward-function" in out and "평가만 실행" in out
+
+
+def test_eval_only_on_a_stream_is_refused(in_tmp_cwd):
+    assert cli(["--quick-test", "--streaming", "--max-steps", "2", "--eval-only"]) == 2
+    errors = [line for line in (in_tmp_cwd / "grpo_training.log").read_text().splitlines() if "ERROR" in line]
+    assert errors and "drop --streaming" in errors[-1]

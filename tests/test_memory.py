@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from types import SimpleNamespace
 
 from config import GRPOConfig
+from conftest import ROOT
 from memory import GIB, estimate, out_of_memory_error, suggestion
 
-LLAMA_8B = SimpleNamespace(
-    hidden_size=4096,
-    num_hidden_layers=32,
-    vocab_size=128256,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    intermediate_size=14336,
-    tie_word_embeddings=False,
-)
+sys.path.insert(0, str(ROOT / "bench"))
+from make_random_model import SHAPES
+
+LLAMA_8B = SimpleNamespace(**SHAPES["llama-3.1-8b"][1])  # the shape the GPU benchmark builds
 
 
 def test_weights_of_an_8b_model():
