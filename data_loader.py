@@ -370,22 +370,29 @@ def read_json_records(path: Path, skip_bad_rows: bool) -> Iterator[tuple[str, An
         yield f"{path}:{lineno}", record
 
 
+def convert_record(location: str, record: Any, converter: str | None) -> Row:
+    """One source record in the GRPO schema; a bad one raises with its location, keys and the accepted shapes."""
+    try:
+        if not isinstance(record, dict):
+            raise DataError(f"expected a JSON object per row, got {_describe(record)}")
+        return CONVERTERS[converter or detect_format(record)](record)
+    except (DataError, KeyError, TypeError) as err:
+        found = sorted(record) if isinstance(record, dict) else []
+        raise DataError(
+            f"{location}: {_reason(err)}. Keys found: {found}. Accepted shapes: {ACCEPTED_SHAPES}. "
+            "Fix the row or pass --skip-bad-rows."
+        ) from None
+
+
 def convert_records(records, converter: str | None, skip_bad_rows: bool, source: str) -> list[Row]:
     """Convert (location, record) pairs; bad rows raise with their location, or are skipped and counted."""
     rows, skipped = [], 0
     for location, record in records:
         try:
-            if not isinstance(record, dict):
-                raise DataError(f"expected a JSON object per row, got {_describe(record)}")
-            name = converter or detect_format(record)
-            rows.append(CONVERTERS[name](record))
-        except (DataError, KeyError, TypeError) as err:
+            rows.append(convert_record(location, record, converter))
+        except DataError:
             if not skip_bad_rows:
-                found = sorted(record) if isinstance(record, dict) else []
-                raise DataError(
-                    f"{location}: {_reason(err)}. Keys found: {found}. Accepted shapes: {ACCEPTED_SHAPES}. "
-                    "Fix the row or pass --skip-bad-rows."
-                ) from None
+                raise
             skipped += 1
     if skipped:
         logger.warning("%s: skipped %d bad row(s) of %d", source, skipped, skipped + len(rows))
@@ -401,20 +408,26 @@ def _reason(err: Exception) -> str:
 
 
 JSON_SUFFIXES = (".jsonl", ".json", ".gz", ".ndjson")
-LOCAL_SUFFIXES = (*JSON_SUFFIXES, ".parquet", ".csv")
+ARROW_BUILDERS = {".parquet": "parquet", ".csv": "csv"}  # file suffix -> datasets builder
+LOCAL_SUFFIXES = (*JSON_SUFFIXES, *ARROW_BUILDERS)
 
 
 def is_local_path(name: str) -> bool:
     return Path(name).exists() or name.startswith((".", "/", "~")) or name.endswith(LOCAL_SUFFIXES)
 
 
+def existing_path(path: str | Path) -> Path:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"data file or folder not found: {path}")
+    return path
+
+
 def load_local_rows(path: str | Path, converter: str | None = None, skip_bad_rows: bool = False):
     """A converted ``datasets.Dataset`` from a local file or ``save_to_disk`` folder."""
     from datasets import Dataset
 
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise DataError(f"data file or folder not found: {path}")
+    path = existing_path(path)
     if path.is_file() and path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty.")
     if path.suffix in JSON_SUFFIXES:
@@ -427,20 +440,18 @@ def _converted_json_rows(path: str, converter: str | None, skip_bad_rows: bool) 
     """Rows of a JSON/JSONL file, converted one at a time (the streaming path)."""
     for location, record in read_json_records(Path(path), skip_bad_rows):
         try:
-            yield from convert_records([(location, record)], converter, False, location)
+            yield convert_record(location, record, converter)
         except DataError as err:
             if not skip_bad_rows:
                 raise
-            logger.warning("skipped %s", str(err).split(". Keys found")[0])
+            logger.warning("skipped %s", err)
 
 
 def stream_local_rows(path: str | Path, converter: str | None = None, skip_bad_rows: bool = False):
     """A converted ``datasets.IterableDataset`` over a local file or folder, for sets larger than memory."""
     import datasets
 
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise DataError(f"data file or folder not found: {path}")
+    path = existing_path(path)
     if path.suffix in JSON_SUFFIXES:
         return datasets.IterableDataset.from_generator(
             _converted_json_rows, gen_kwargs={"path": str(path), "converter": converter, "skip_bad_rows": skip_bad_rows}
@@ -448,10 +459,9 @@ def stream_local_rows(path: str | Path, converter: str | None = None, skip_bad_r
     if path.is_dir():
         raw = read_arrow_source(path).to_iterable_dataset()
     else:
-        builder = {".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
-        if builder is None:
+        if path.suffix not in ARROW_BUILDERS:
             raise DataError(f"{path}: unsupported file type for streaming; use .jsonl, .parquet, .csv or a folder.")
-        raw = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=True)
+        raw = datasets.load_dataset(ARROW_BUILDERS[path.suffix], data_files=str(path), split="train", streaming=True)
     first = next(iter(raw), None)
     if first is None:
         raise DataError(f"{path}: the dataset has no rows.")
@@ -472,10 +482,9 @@ def read_arrow_source(path: Path):
             logger.info("%s: using split '%s' of %s", path, split, list(loaded))
             return loaded[split]
         return loaded
-    builders = {".parquet": "parquet", ".csv": "csv"}
-    if path.suffix not in builders:
+    if path.suffix not in ARROW_BUILDERS:
         raise DataError(f"{path}: unsupported file type; use .jsonl, .jsonl.gz, .json, .parquet, .csv or a folder.")
-    return datasets.load_dataset(builders[path.suffix], data_files=str(path), split="train")
+    return datasets.load_dataset(ARROW_BUILDERS[path.suffix], data_files=str(path), split="train")
 
 
 def convert_dataset(dataset, converter: str | None, skip_bad_rows: bool, source: str):

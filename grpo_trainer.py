@@ -25,9 +25,9 @@ from callbacks import GracefulStop, MetricsLogger
 from config import GRPOConfig, check_batch_arithmetic, to_trl_args
 from data_loader import CHOSEN, PROMPT, REJECTED
 from memory import out_of_memory_error
-from models import LoadedModel, ModelError, import_unsloth_first, load_adapter, load_model, world_size
+from models import LoadedModel, ModelError, import_unsloth_first, load_adapter, load_model
 from rewards import RewardFunc, build_reward_functions, completion_text, score_completions
-from run_utils import decide_trackers, is_main_process, keep_previous
+from run_utils import decide_trackers, is_main_process, keep_previous, world_size
 
 __all__ = ["GRPOConfig", "GRPOTrainer"]
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config import EMBEDDED_MODEL, MODEL_ALIASES, GRPOConfig
+from run_utils import world_size
 
 logger = logging.getLogger(__name__)
 
@@ -138,10 +139,6 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def resolve_backend(requested: str) -> str:
     """'unsloth' or 'transformers' for the requested backend on this machine."""
     cuda = cuda_available()
@@ -150,16 +147,12 @@ def resolve_backend(requested: str) -> str:
             raise BackendError("--backend unsloth needs a CUDA GPU and none was found; use --backend transformers.")
         if not unsloth_installed():
             raise BackendError("--backend unsloth: Unsloth is not installed; pip install -r requirements-gpu.txt.")
-        if world_size() > 1:
-            logger.warning("Unsloth is single-GPU; with %d processes the transformers backend is used", world_size())
-            return "transformers"
-        return "unsloth"
-    if requested == "auto" and cuda and unsloth_installed():
-        if world_size() > 1:
-            logger.warning("Unsloth is single-GPU; with %d processes the transformers backend is used", world_size())
-            return "transformers"
-        return "unsloth"
-    return "transformers"
+    elif not (requested == "auto" and cuda and unsloth_installed()):
+        return "transformers"
+    if world_size() > 1:
+        logger.warning("Unsloth is single-GPU; with %d processes the transformers backend is used", world_size())
+        return "transformers"
+    return "unsloth"
 
 
 def import_unsloth_first(requested: str) -> None:

@@ -24,6 +24,11 @@ class RunDirError(RuntimeError):
     """An output directory that would be overwritten; the message gives the options."""
 
 
+def world_size() -> int:
+    """Processes in this run (set by torchrun / accelerate launch)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -103,24 +108,21 @@ def prepare_output_dir(config: GRPOConfig, explicit: bool, resuming: bool) -> Pa
     resumes from it; a default one moves on to the first free ``<dir>-2``, ``<dir>-3``, ...  With several
     processes the main process decides and the others take its answer, so that all write to one directory.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+    if world_size() == 1:
         return _choose_output_dir(config, explicit, resuming)
     import torch
     from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
 
-    decision: list = [None]
+    decision = [None, None]  # [directory or error message, whether it is an error]
     # cpu=True makes accelerate start the gloo process group on machines without CUDA.
     if PartialState(cpu=not torch.cuda.is_available()).is_main_process:
         try:
-            decision = [str(_choose_output_dir(config, explicit, resuming))]
+            decision = [str(_choose_output_dir(config, explicit, resuming)), False]
         except RunDirError as err:
-            decision = [str(err), "error"]
-        decision += [None] * (2 - len(decision))
-    else:
-        decision = [None, None]
+            decision = [str(err), True]
     broadcast_object_list(decision)
-    if decision[1] == "error":
+    if decision[1]:
         raise RunDirError(decision[0])
     config.output_dir = decision[0]
     Path(decision[0]).mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from config import (
     build_config,
     check_batch_arithmetic,
 )
+from run_utils import world_size
 
 logger = logging.getLogger("train_grpo")
 
@@ -160,7 +160,7 @@ def config_from_args(args: argparse.Namespace) -> GRPOConfig:
     preset = "quick_test" if args.quick_test else "production" if args.production else None
     config = build_config(preset=preset, config_file=args.config, overrides=overrides)
     if not (args.eval_only or args.reward_preview):  # the batch arithmetic concerns training only
-        check_batch_arithmetic(config, int(os.environ.get("WORLD_SIZE", "1")))
+        check_batch_arithmetic(config, world_size())
     return config
 
 
