@@ -5,11 +5,15 @@ linear layers with bf16 embeddings and LM head, or bf16 throughout), the LoRA we
 gradients and Adam moments, the KV cache of a generation batch, and the activations of the training
 micro-batch (with gradient checkpointing: a hidden state per layer per token, plus one layer's working set).
 It is meant to catch runs that cannot fit, not to predict the allocator to the last megabyte.
+
+The same estimate chooses the generation batch (TRL's ``generation_batch_size``) when the user gave none:
+decoding is launch-bound, so generating many completions at once costs little more per step than a few.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 from config import GRPOConfig
@@ -19,6 +23,12 @@ logger = logging.getLogger(__name__)
 GIB = 2**30
 BYTES_4BIT = 0.5 + 0.03  # nf4 weights plus double-quantised block scales
 ACTIVATION_FACTOR = 16  # bytes per token per hidden unit in one layer's forward/backward working set
+SAMPLING_BYTES = 16  # per sequence per vocabulary entry while sampling: fp32 logits, softmax, top-p sort
+# Largest generation round chosen automatically: completions per process, and optimizer steps that reuse one
+# round (every step after the first is slightly off-policy; TRL corrects with the old log-probabilities).
+GENERATION_BATCH_CAP = 256
+MAX_STEPS_PER_GENERATION = 8
+MEMORY_HEADROOM = 0.85  # share of the free memory the estimate may fill (CUDA context, fragmentation)
 
 
 class ResourceError(RuntimeError):
@@ -31,6 +41,7 @@ class MemoryEstimate:
     lora_and_optimizer: float
     kv_cache: float
     activations: float
+    sampling: float = 0.0
 
     @property
     def total(self) -> float:
@@ -41,8 +52,12 @@ class MemoryEstimate:
         return f"{self.total / GIB:.1f} GiB ({parts})"
 
 
-def estimate(config: GRPOConfig, model_config, four_bit: bool) -> MemoryEstimate:
-    """Memory of a GRPO LoRA run of ``config`` on a model described by ``model_config`` (a transformers config)."""
+def estimate(config: GRPOConfig, model_config, four_bit: bool, generation_batch: int | None = None) -> MemoryEstimate:
+    """Memory of a GRPO LoRA run of ``config`` on a model described by ``model_config`` (a transformers config).
+
+    ``generation_batch``: completions this process generates at once (default: the configured generation batch,
+    else the optimizer batch, TRL's default).
+    """
     text = getattr(model_config, "text_config", model_config)
     hidden, layers, vocab = text.hidden_size, text.num_hidden_layers, text.vocab_size
     heads = text.num_attention_heads
@@ -65,27 +80,99 @@ def estimate(config: GRPOConfig, model_config, four_bit: bool) -> MemoryEstimate
         config.lora_rank * (i + o) for name, (i, o) in per_layer.items() if name in config.lora_target_modules
     )
     lora = lora_params * (2 + 4 + 8 + 4)  # weights, fp32 grads, Adam moments, fp32 master copy
-    sequence = config.max_seq_length
-    generation_batch = config.per_device_train_batch_size * config.gradient_accumulation_steps
-    kv_cache = 2 * layers * kv_heads * head_dim * sequence * generation_batch * 2
+    sequence = config.max_seq_length  # prompt + completion tokens
+    generation_batch = generation_batch or configured_generation_batch(config)
+    kv_cache = layers * 2 * kv_heads * head_dim * sequence * generation_batch * 2
     tokens = config.per_device_train_batch_size * sequence
     activations = tokens * hidden * 2 * layers + tokens * max(hidden, intermediate) * ACTIVATION_FACTOR
-    return MemoryEstimate(weights, lora, kv_cache, activations)
+    sampling = generation_batch * vocab * SAMPLING_BYTES
+    return MemoryEstimate(weights, lora, kv_cache, activations, sampling)
 
 
-def check_fits(config: GRPOConfig, model_path: str, four_bit: bool) -> MemoryEstimate | None:
-    """Warn, with a suggestion, when the estimate exceeds the free memory of this process's GPU."""
-    import torch
+def num_generations(config) -> int:
+    """Completions per prompt, under TRL's name or the seed's ``group_size``."""
+    return getattr(config, "num_generations", None) or config.group_size
+
+
+def configured_generation_batch(config, world_size: int = 1) -> int:
+    """Completions one process generates at once: TRL's ``generation_batch_size`` or ``steps_per_generation``
+    when set (as a field or in ``trl_args``), else the optimizer batch (TRL's default)."""
+    extra = getattr(config, "trl_args", None) or {}
+    total = getattr(config, "generation_batch_size", None) or extra.get("generation_batch_size")
+    if total:
+        return max(1, total // world_size)
+    steps = getattr(config, "steps_per_generation", None) or extra.get("steps_per_generation")
+    return config.per_device_train_batch_size * (steps or config.gradient_accumulation_steps)
+
+
+def choose_generation_batch(
+    config: GRPOConfig, model_config, four_bit: bool, free_bytes: int | None, world_size: int = 1
+) -> tuple[int, str]:
+    """TRL's ``generation_batch_size`` (completions over all processes) for a run that gave none, and why.
+
+    The largest multiple of the optimizer batch and of num_generations whose memory estimate (the KV cache
+    and sampling buffers of the whole generation batch included) fits ``MEMORY_HEADROOM`` of ``free_bytes``,
+    capped at ``GENERATION_BATCH_CAP`` completions per process and ``MAX_STEPS_PER_GENERATION`` optimizer
+    steps per round. Without a memory figure (``free_bytes`` None: CPU) the optimizer batch is kept.
+    """
+    optimizer_batch = config.per_device_train_batch_size * world_size * config.gradient_accumulation_steps
+    if free_bytes is None:
+        return optimizer_batch, f"generation batch {optimizer_batch} = the optimizer batch (no GPU memory figure)"
+    unit = math.lcm(optimizer_batch, num_generations(config))
+    cap = min(GENERATION_BATCH_CAP * world_size, optimizer_batch * MAX_STEPS_PER_GENERATION)
+    budget = MEMORY_HEADROOM * free_bytes
+    chosen, needed = unit, estimate(config, model_config, four_bit, generation_batch=unit // world_size)
+    for batch in range(2 * unit, cap + 1, unit):
+        larger = estimate(config, model_config, four_bit, generation_batch=batch // world_size)
+        if larger.total > budget:
+            break
+        chosen, needed = batch, larger
+    if needed.total > budget:
+        limit = f"even this needs {needed.total / GIB:.1f} GiB, over {budget / GIB:.1f} GiB"
+    elif chosen + unit <= cap:
+        limit = f"limited by memory: {needed.describe()} of {budget / GIB:.1f} GiB usable"
+    else:
+        limit = f"cap {cap} reached; estimate {needed.total / GIB:.1f} of {budget / GIB:.1f} GiB usable"
+    steps = chosen // optimizer_batch
+    return chosen, f"generation batch {chosen} completions ({steps} optimizer step(s) per generation round): {limit}"
+
+
+def _model_config(model_path: str):
+    """The transformers config of ``model_path``, or None (logged) when it cannot be read."""
     from transformers import AutoConfig
 
-    if not torch.cuda.is_available():
-        return None
     try:
-        model_config = AutoConfig.from_pretrained(model_path)
+        return AutoConfig.from_pretrained(model_path)
     except (OSError, ValueError) as err:
         logger.info("memory estimate skipped: %s", err)
         return None
-    needed = estimate(config, model_config, four_bit)
+
+
+def _free_gpu_bytes() -> int | None:
+    import torch
+
+    return torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else None
+
+
+def generation_batch_for(config: GRPOConfig, model_path: str, four_bit: bool, world_size: int = 1) -> tuple[int, str]:
+    """``choose_generation_batch`` for ``model_path`` with this process's free GPU memory (None on CPU)."""
+    free = _free_gpu_bytes()
+    model_config = _model_config(model_path) if free is not None else None
+    if model_config is None:
+        free = None  # no shape to estimate with: keep the optimizer batch
+    return choose_generation_batch(config, model_config, four_bit, free, world_size)
+
+
+def check_fits(config: GRPOConfig, model_path: str, four_bit: bool, world_size: int = 1) -> MemoryEstimate | None:
+    """Warn, with a suggestion, when the estimate exceeds the free memory of this process's GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    model_config = _model_config(model_path)
+    if model_config is None:
+        return None
+    needed = estimate(config, model_config, four_bit, configured_generation_batch(config, world_size))
     free, total = torch.cuda.mem_get_info()
     logger.info("estimated GPU memory: %s; free %.1f of %.1f GiB", needed.describe(), free / GIB, total / GIB)
     if needed.total > free:
@@ -97,7 +184,7 @@ def suggestion(config: GRPOConfig, four_bit: bool) -> str:
     """Concrete settings with the same global batch but less memory per step."""
     batch, accumulation = config.per_device_train_batch_size, config.gradient_accumulation_steps
     tips = []
-    if batch >= 2 * config.group_size or (batch > 1 and batch % 2 == 0):
+    if batch >= 2 * num_generations(config) or (batch > 1 and batch % 2 == 0):
         tips.append(
             f"--batch-size {batch // 2} with gradient_accumulation_steps {accumulation * 2} (same global batch)"
         )

@@ -7,7 +7,17 @@ from types import SimpleNamespace
 
 from config import GRPOConfig
 from conftest import ROOT
-from memory import GIB, estimate, out_of_memory_error, suggestion
+from memory import (
+    GENERATION_BATCH_CAP,
+    GIB,
+    MAX_STEPS_PER_GENERATION,
+    MEMORY_HEADROOM,
+    choose_generation_batch,
+    configured_generation_batch,
+    estimate,
+    out_of_memory_error,
+    suggestion,
+)
 
 sys.path.insert(0, str(ROOT / "bench"))
 from make_random_model import SHAPES
@@ -47,3 +57,52 @@ def test_out_of_memory_message_names_the_checkpoint():
     assert "per_device_train_batch_size 4" in message and "run/checkpoint-50" in message
     assert "--resume-from-checkpoint latest" in message
     assert "No checkpoint" in str(out_of_memory_error(GRPOConfig(), four_bit=True, last_checkpoint=None))
+
+
+BENCH_RUN = dict(max_seq_length=512, max_completion_length=256, per_device_train_batch_size=16, group_size=8)
+
+
+def test_generation_batch_keeps_the_optimizer_batch_without_a_gpu():
+    config = GRPOConfig(gradient_accumulation_steps=2, **BENCH_RUN)
+    assert choose_generation_batch(config, LLAMA_8B, four_bit=True, free_bytes=None) == (
+        32,
+        "generation batch 32 = the optimizer batch (no GPU memory figure)",
+    )
+
+
+def test_generation_batch_grows_to_the_cap_when_memory_allows():
+    config = GRPOConfig(gradient_accumulation_steps=1, **BENCH_RUN)
+    batch, reason = choose_generation_batch(config, LLAMA_8B, four_bit=True, free_bytes=80 * GIB)
+    assert batch == 16 * MAX_STEPS_PER_GENERATION and "cap" in reason
+    assert batch % 8 == 0 and batch % 16 == 0
+
+
+def test_generation_batch_is_limited_by_the_kv_cache():
+    config = GRPOConfig(
+        max_seq_length=2048, max_completion_length=512, per_device_train_batch_size=8, gradient_accumulation_steps=4
+    )
+    batch, reason = choose_generation_batch(config, LLAMA_8B, four_bit=True, free_bytes=40 * GIB)
+    assert 32 < batch < 32 * MAX_STEPS_PER_GENERATION and batch % 32 == 0 and "limited by memory" in reason
+    assert estimate(config, LLAMA_8B, True, generation_batch=batch).total <= 40 * GIB
+    assert estimate(config, LLAMA_8B, True, generation_batch=batch + 32).total > MEMORY_HEADROOM * 40 * GIB
+
+
+def test_generation_batch_falls_back_to_the_smallest_when_nothing_fits():
+    config = GRPOConfig(gradient_accumulation_steps=1, **BENCH_RUN)
+    batch, reason = choose_generation_batch(config, LLAMA_8B, four_bit=False, free_bytes=8 * GIB)
+    assert batch == 16 and "even this needs" in reason
+
+
+def test_generation_batch_counts_all_processes_and_whole_groups():
+    config = GRPOConfig(max_seq_length=512, per_device_train_batch_size=4, gradient_accumulation_steps=1, group_size=6)
+    batch, _ = choose_generation_batch(config, LLAMA_8B, four_bit=True, free_bytes=80 * GIB, world_size=2)
+    assert batch % 6 == 0 and batch % 8 == 0
+    assert batch // 2 <= GENERATION_BATCH_CAP and batch <= 8 * MAX_STEPS_PER_GENERATION
+
+
+def test_configured_generation_batch_as_a_field_or_in_trl_args():
+    run = dict(per_device_train_batch_size=8, gradient_accumulation_steps=2)
+    assert configured_generation_batch(SimpleNamespace(**run)) == 16  # TRL's default: the optimizer batch
+    assert configured_generation_batch(SimpleNamespace(generation_batch_size=128, **run), world_size=2) == 64
+    assert configured_generation_batch(SimpleNamespace(trl_args={"generation_batch_size": 128}, **run)) == 128
+    assert configured_generation_batch(SimpleNamespace(trl_args={"steps_per_generation": 4}, **run)) == 32
