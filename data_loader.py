@@ -5,19 +5,28 @@ Output schema (column names are the constants below):
 * ``prompt``: a conversation, a list of ``{"role", "content"}`` messages ending with a user turn;
 * ``chosen`` / ``rejected``: the reference answers as plain strings ("" where the source has none).
 
-Further source columns are kept so that rewards can use them.  Each source has one pure row converter,
-registered in ``CONVERTERS``; named datasets (``DATASET_SOURCES``) say where on the hub they live and which
-converter they need.  Local files and folders are read with the converter detected from their columns.
+Further source columns are kept so that rewards can use them, except that a column named like an argument TRL
+passes to reward functions itself (``completions``, ...) is renamed (``source_completions``).  Each source has
+one pure row converter, registered in ``CONVERTERS``; named datasets (``DATASET_SOURCES``) say where on the hub
+they live and which converter they need.  Local files and folders are read with the converter detected from
+their columns.
+
+Bad rows: the user's own files stop at the first row that cannot be converted (``--skip-bad-rows`` skips them
+all); a named public dataset skips such rows with a counted, logged reason and fails only when more than
+``MAX_BAD_SHARE`` of its rows are bad, because real dumps hold a few malformed rows that should not cost a run.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import logging
 import random
 import re
-from collections.abc import Callable, Iterator
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +37,26 @@ PROMPT, CHOSEN, REJECTED = "prompt", "chosen", "rejected"
 QUESTION, ANSWER = "question", "answer"
 ROLE, CONTENT = "role", "content"
 SCHEMA_COLUMNS = (PROMPT, CHOSEN, REJECTED)
+
+# Keyword arguments that TRL 1.15's GRPOTrainer._calculate_rewards passes to every reward function next to the
+# dataset's columns: a column of the same name would raise "got multiple values for argument" or be silently
+# replaced.  "image"/"images" columns switch GRPOTrainer to multimodal prompts, which a text model cannot take.
+TRL_REWARD_ARGUMENTS = (
+    "prompts",
+    "completions",
+    "completion_ids",
+    "trainer_state",
+    "log_extra",
+    "log_metric",
+    "environments",
+)
+TRL_MULTIMODAL_COLUMNS = ("image", "images")
+RESERVED_COLUMNS = TRL_REWARD_ARGUMENTS + TRL_MULTIMODAL_COLUMNS
+RENAMED_COLUMN_PREFIX = "source_"
+
+MAX_BAD_SHARE = 0.01  # a named public dataset fails only when more than this share of its rows is bad
+SHOWN_BAD_ROWS = 5  # bad rows logged one by one; the rest are only counted
+MIN_ROWS_FOR_SHARE = 200  # a stream checks the bad share once it has read this many rows
 
 Row = dict[str, Any]
 
@@ -44,12 +73,19 @@ def _user(text: str) -> list[dict[str, str]]:
     return [{ROLE: "user", CONTENT: text}]
 
 
+def _text(value: Any, key: str) -> str:
+    """``value`` if it is a string; a number or object where text belongs is a bad row."""
+    if isinstance(value, str):
+        return value
+    raise DataError(f"'{key}' must be text, got {_type_name(value)}")
+
+
 def _as_messages(value: Any, key: str) -> list[dict[str, str]]:
     if isinstance(value, str):
         return _user(value)
     if isinstance(value, list) and all(isinstance(m, dict) and ROLE in m and CONTENT in m for m in value):
-        return [{ROLE: str(m[ROLE]), CONTENT: str(m[CONTENT])} for m in value]
-    raise DataError(f"'{key}' must be a string or a list of {{role, content}} messages, got {_describe(value)}")
+        return [{ROLE: str(m[ROLE]), CONTENT: _text(m[CONTENT], f"{key}[].content")} for m in value]
+    raise DataError(f"'{key}' must be a string or a list of {{role, content}} messages, got {_type_name(value)}")
 
 
 def _final_reply(value: Any, key: str) -> str:
@@ -103,34 +139,59 @@ def convert_preference(row: Row) -> Row:
 
 def convert_question_answer(row: Row) -> Row:
     """GSM8K-style ``question``/``answer``: the answer (with its ``#### 42``) is the reference."""
-    question, answer = row[QUESTION], row[ANSWER]
-    if not isinstance(question, str) or not isinstance(answer, (str, int, float)):
-        raise DataError(f"'question' must be a string and 'answer' a string or number, got {_describe(question)}")
+    question, answer = _text(row[QUESTION], QUESTION), row[ANSWER]
+    if not isinstance(answer, (str, int, float)) or isinstance(answer, bool):
+        raise DataError(f"'answer' must be text or a number, got {_type_name(answer)}")
     return {**row, PROMPT: _checked_prompt(_user(question), QUESTION), CHOSEN: str(answer), REJECTED: ""}
 
 
-_HH_TURN_RE = re.compile(r"\n\n(Human|Assistant): ")
+# A turn marker starts the text or a line; real dumps have it after one line break as well as after the
+# canonical blank line.  "Human:" inside a line (e.g. "Assistant: Human: ...") is text, not a turn.
+_HH_TURN_RE = re.compile(r"(?:^|\n+)[ \t]*(Human|Assistant):[ \t]?")
+_HH_NEXT_TURN_RE = re.compile(r"\n+[ \t]*(?:Human|Assistant):")  # where a reply ends: a marker on a new line
+_HH_ROLES = {"Human": "user", "Assistant": "assistant"}
 
 
 def parse_hh_dialogue(text: str) -> list[dict[str, str]]:
-    """``"\\n\\nHuman: ...\\n\\nAssistant: ..."`` -> messages with roles user/assistant."""
+    """``"\\n\\nHuman: ...\\n\\nAssistant: ..."`` -> messages; consecutive turns of one speaker are joined."""
     parts = _HH_TURN_RE.split(text)
     if len(parts) < 3:
         raise DataError("not in hh-rlhf's '\\n\\nHuman: ...\\n\\nAssistant: ...' form")
-    roles = {"Human": "user", "Assistant": "assistant"}
-    return [{ROLE: roles[speaker], CONTENT: content.strip()} for speaker, content in zip(parts[1::2], parts[2::2])]
+    if parts[0].strip():
+        raise DataError("text before the first 'Human:' turn")
+    messages: list[dict[str, str]] = []
+    for speaker, content in zip(parts[1::2], parts[2::2]):
+        role = _HH_ROLES[speaker]
+        if messages and messages[-1][ROLE] == role:
+            messages[-1][CONTENT] = f"{messages[-1][CONTENT]}\n\n{content.strip()}"
+        else:
+            messages.append({ROLE: role, CONTENT: content.strip()})
+    return messages
+
+
+def _shared_prefix(first: str, second: str) -> str:
+    length = next((i for i, (a, b) in enumerate(zip(first, second)) if a != b), min(len(first), len(second)))
+    return first[:length]
+
+
+def _first_turn(text: str) -> str:
+    """The reply up to the next turn marker (a dump may continue the dialogue after it)."""
+    return _HH_NEXT_TURN_RE.split(text, maxsplit=1)[0].strip()
 
 
 def convert_hh_rlhf(row: Row) -> Row:
-    """Anthropic/hh-rlhf: the prompt is every turn before the final Assistant reply of ``chosen``."""
-    chosen, rejected = parse_hh_dialogue(row[CHOSEN]), parse_hh_dialogue(row[REJECTED])
-    if chosen[-1][ROLE] != "assistant":
-        raise DataError("'chosen' does not end with an Assistant reply")
+    """Anthropic/hh-rlhf: the prompt is the dialogue that ``chosen`` and ``rejected`` share (as TRL's hh-rlhf
+    script takes it), up to the Assistant turn where they part; each reference is that turn's reply."""
+    chosen, rejected = _text(row.get(CHOSEN), CHOSEN), _text(row.get(REJECTED), REJECTED)
+    replies = [m for m in _HH_TURN_RE.finditer(_shared_prefix(chosen, rejected)) if m.group(1) == "Assistant"]
+    if not replies:
+        raise DataError("'chosen' and 'rejected' differ before the first Assistant turn")
+    start, end = replies[-1].start(), replies[-1].end()
     return {
         **row,
-        PROMPT: _checked_prompt(chosen[:-1], CHOSEN),
-        CHOSEN: chosen[-1][CONTENT],
-        REJECTED: rejected[-1][CONTENT] if rejected[-1][ROLE] == "assistant" else "",
+        PROMPT: _checked_prompt(parse_hh_dialogue(chosen[:start]), "shared dialogue"),
+        CHOSEN: _first_turn(chosen[end:]),
+        REJECTED: _first_turn(rejected[end:]),
     }
 
 
@@ -142,19 +203,26 @@ def _summary_prompt(subreddit: str, title: str, post: str) -> list[dict[str, str
     return _user(f"{SUMMARY_INSTRUCTION}\n\n{header}POST: {post.strip()}")
 
 
+def _optional_text(value: Any, key: str) -> str:
+    return "" if value is None else _text(value, key)
+
+
 def convert_summarize_openai(row: Row) -> Row:
     """openai/summarize_from_feedback ``comparisons``: ``info.post``, ``summaries[i].text``, ``choice``."""
     info, summaries, choice = row["info"], row["summaries"], row["choice"]
-    if not isinstance(info, dict) or not info.get("post"):
+    if not isinstance(info, dict) or not (info.get("post") or info.get("article")):
         raise DataError("'info' must hold the post text in info.post")
-    if not isinstance(summaries, list) or len(summaries) != 2 or choice not in (0, 1):
-        raise DataError("'summaries' must hold two summaries and 'choice' be 0 or 1")
-    return {
-        **row,
-        PROMPT: _summary_prompt(info.get("subreddit") or "", info.get("title") or "", info["post"]),
-        CHOSEN: summaries[choice]["text"].strip(),
-        REJECTED: summaries[1 - choice]["text"].strip(),
-    }
+    if not isinstance(summaries, list) or len(summaries) != 2 or not all(isinstance(s, dict) for s in summaries):
+        raise DataError("'summaries' must hold two {text} objects")
+    if choice not in (0, 1) or isinstance(choice, bool):
+        raise DataError(f"'choice' must be 0 or 1, got {_type_name(choice)}")
+    texts = [_text(s.get("text"), f"summaries[{i}].text").strip() for i, s in enumerate(summaries)]
+    post = _text(info.get("post") or info.get("article"), "info.post")
+    subreddit, title = (
+        _optional_text(info.get("subreddit"), "info.subreddit"),
+        _optional_text(info.get("title"), "info.title"),
+    )
+    return {**row, PROMPT: _summary_prompt(subreddit, title, post), CHOSEN: texts[choice], REJECTED: texts[1 - choice]}
 
 
 _TLDR_RE = re.compile(r"^\s*TL;DR:\s*", re.IGNORECASE)
@@ -162,41 +230,66 @@ _TLDR_RE = re.compile(r"^\s*TL;DR:\s*", re.IGNORECASE)
 
 def convert_summarize_carper(row: Row) -> Row:
     """CarperAI/openai_summarize_comparisons: ``prompt`` ends with 'TL;DR:', answers start with it."""
-    body = re.sub(r"\s*TL;DR:\s*$", "", row[PROMPT])
+    body = re.sub(r"\s*TL;DR:\s*$", "", _text(row[PROMPT], PROMPT))
     match = re.match(r"SUBREDDIT: r/(.*)\nTITLE: (.*)\nPOST: (.*)", body, re.DOTALL)
     prompt = _summary_prompt(*match.groups()) if match else _user(f"{SUMMARY_INSTRUCTION}\n\n{body}")
     return {
         **row,
         PROMPT: prompt,
-        CHOSEN: _TLDR_RE.sub("", row[CHOSEN]).strip(),
-        REJECTED: _TLDR_RE.sub("", row[REJECTED]).strip(),
+        CHOSEN: _TLDR_RE.sub("", _text(row[CHOSEN], CHOSEN)).strip(),
+        REJECTED: _TLDR_RE.sub("", _text(row[REJECTED], REJECTED)).strip(),
     }
 
 
-def _rating(completion: dict[str, Any]) -> float:
-    ratings = [
-        float(a["Rating"])
-        for a in (completion.get("annotations") or {}).values()
-        if isinstance(a, dict) and str(a.get("Rating", "")).replace(".", "", 1).isdigit()
-    ]
-    return sum(ratings) / len(ratings) if ratings else float(completion.get("overall_score") or 0)
+def _number(value: Any) -> float | None:
+    """A rating as a float; "N/A", None and other non-numbers give None."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _annotation_ratings(annotations: Any) -> list[float]:
+    """The aspect ratings of one openbmb completion: ``{aspect: {"Rating": "4"}}`` (or a list per aspect)."""
+    if not isinstance(annotations, dict):
+        return []
+    ratings = []
+    for aspect in annotations.values():
+        for item in aspect if isinstance(aspect, list) else [aspect]:
+            rating = _number(item.get("Rating")) if isinstance(item, dict) else None
+            if rating is not None:
+                ratings.append(rating)
+    return ratings
+
+
+def _rating(completion: dict[str, Any]) -> float | None:
+    """Mean aspect rating (as HuggingFaceH4 binarised it), else ``overall_score``; None when unrated."""
+    ratings = _annotation_ratings(completion.get("annotations"))
+    if ratings:
+        return sum(ratings) / len(ratings)
+    return _number(completion.get("overall_score"))
 
 
 def convert_ultrafeedback_raw(row: Row) -> Row:
-    """openbmb/UltraFeedback: best-rated completion is ``chosen``, worst-rated is ``rejected``.
+    """openbmb/UltraFeedback: the best-rated response is ``chosen``, the worst-rated ``rejected``.
 
-    The rating is the mean of the four fine-grained annotation ratings (as HuggingFaceH4 binarised it).
+    Rows with fewer than two rated responses keep their prompt with empty references.
     """
-    completions = [c for c in row["completions"] if isinstance(c, dict) and c.get("response")]
-    if len(completions) < 2:
-        raise DataError("'completions' needs at least two rated responses")
-    ranked = sorted(completions, key=_rating)
-    return {
-        **row,
-        PROMPT: _checked_prompt(_user(row["instruction"]), "instruction"),
-        CHOSEN: ranked[-1]["response"],
-        REJECTED: ranked[0]["response"],
-    }
+    completions = row["completions"]
+    if not isinstance(completions, list):
+        raise DataError(f"'completions' must be a list of responses, got {_type_name(completions)}")
+    rated = []
+    for i, completion in enumerate(completions):
+        if not isinstance(completion, dict):
+            raise DataError(f"'completions[{i}]' must be an object, got {_type_name(completion)}")
+        response = _optional_text(completion.get("response"), f"completions[{i}].response")
+        rating = _rating(completion)
+        if response.strip() and rating is not None:
+            rated.append((rating, response))
+    rated.sort(key=lambda pair: pair[0])
+    chosen, rejected = (rated[-1][1], rated[0][1]) if len(rated) >= 2 else ("", "")
+    instruction = _text(row["instruction"], "instruction")
+    return {**row, PROMPT: _checked_prompt(_user(instruction), "instruction"), CHOSEN: chosen, REJECTED: rejected}
 
 
 CONVERTERS: dict[str, Callable[[Row], Row]] = {
@@ -231,15 +324,431 @@ def detect_format(row: Row) -> str:
             return "summarize_carper"
         return "preference"
     if {CHOSEN, REJECTED} <= keys:
-        if isinstance(row[CHOSEN], str) and "\n\nAssistant:" in row[CHOSEN]:
+        if isinstance(row[CHOSEN], str) and _HH_TURN_RE.search(row[CHOSEN]) and "Assistant:" in row[CHOSEN]:
             return "hh_rlhf"
         return "preference"
-    raise DataError(f"unrecognised columns {sorted(keys)}. Accepted shapes: {ACCEPTED_SHAPES}")
+    raise DataError(f"unrecognised columns {sorted(keys)}")
 
 
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
+def _type_name(value: Any) -> str:
+    return "a number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
+
+
+def rename_reserved_columns(row: Row) -> tuple[Row, list[str]]:
+    """``row`` with columns named like TRL's own reward arguments renamed; also the names that were renamed."""
+    clashes = [key for key in row if key in RESERVED_COLUMNS]
+    if not clashes:
+        return row, []
+    return {(RENAMED_COLUMN_PREFIX + key if key in clashes else key): value for key, value in row.items()}, clashes
+
+
+# --------------------------------------------------------------------------------------------------
+# Converting rows with a tally of the bad ones
+
+ROW_ERRORS = (DataError, KeyError, TypeError, AttributeError, IndexError, ValueError)
+
+
+def bad_row_share(named_source: bool, skip_bad_rows: bool) -> float:
+    """The share of bad rows a load tolerates: none for the user's own files (stop at the first, naming it),
+    ``MAX_BAD_SHARE`` for a named public dataset, all with ``--skip-bad-rows``."""
+    if skip_bad_rows:
+        return 1.0
+    return MAX_BAD_SHARE if named_source else 0.0
+
+
+class ConversionReport:
+    """Converts the rows of one source, counting the ones that cannot be converted by reason.
+
+    With ``max_share`` 0 the first bad row raises, naming its place; otherwise bad rows are skipped (the first
+    ``SHOWN_BAD_ROWS`` logged with their place) and ``finish`` fails when more than ``max_share`` were bad.
+    """
+
+    def __init__(self, source: str, max_share: float):
+        self.source, self.max_share = source, max_share
+        self.reasons: Counter[str] = Counter()
+        self.converted = 0
+        self.renamed: set[str] = set()
+
+    @property
+    def skipped(self) -> int:
+        return sum(self.reasons.values())
+
+    def convert(self, location: str, record: Any, converter: str | None) -> Row | None:
+        """The record in the GRPO schema, or None when it was skipped."""
+        try:
+            if not isinstance(record, dict):
+                raise DataError(f"expected a JSON object per row, got {_type_name(record)}")
+            row = CONVERTERS[converter or detect_format(record)](record)
+        except ROW_ERRORS as err:
+            found = sorted(record) if isinstance(record, dict) else []
+            self.skip(location, _reason(err), f"Keys found: {found}. Accepted shapes: {ACCEPTED_SHAPES}")
+            return None
+        self.converted += 1
+        row, renamed = rename_reserved_columns(row)
+        if renamed and not self.renamed.issuperset(renamed):
+            self.renamed.update(renamed)
+            logger.info(
+                "%s: renamed column(s) %s to %s: TRL passes arguments of those names to reward functions",
+                self.source,
+                ", ".join(renamed),
+                ", ".join(RENAMED_COLUMN_PREFIX + name for name in renamed),
+            )
+        return row
+
+    def skip(self, location: str, reason: str, detail: str = "") -> None:
+        """Count a bad row, or raise for it when no bad rows are tolerated."""
+        if self.max_share == 0:
+            detail = f" {detail}." if detail else ""
+            raise DataError(f"{location}: {reason}.{detail} Fix the row or pass --skip-bad-rows.")
+        self.reasons[reason] += 1
+        if self.skipped <= SHOWN_BAD_ROWS:
+            logger.warning("skipped %s: %s", location, reason)
+        seen = self.skipped + self.converted
+        if seen >= MIN_ROWS_FOR_SHARE and self.skipped > self.max_share * seen:
+            self._fail(seen)
+
+    def finish(self) -> None:
+        """Log the tally; fail when no row is usable or more than the tolerated share was bad."""
+        total = self.skipped + self.converted
+        if self.skipped:
+            logger.warning(
+                "%s: converted %d of %d rows, skipped %d (%s)",
+                self.source,
+                self.converted,
+                total,
+                self.skipped,
+                self.summary(),
+            )
+        if not self.converted:
+            raise DataError(f"{self.source}: no usable rows (empty, or every row is bad: {self.summary() or 'none'}).")
+        if self.skipped > self.max_share * total:
+            self._fail(total)
+
+    def summary(self) -> str:
+        return "; ".join(f"{count} x {reason}" for reason, count in self.reasons.most_common())
+
+    def _fail(self, seen: int) -> None:
+        raise DataError(
+            f"{self.source}: {self.skipped} of the first {seen} rows cannot be converted, more than the "
+            f"{self.max_share:.0%} a named dataset may skip ({self.summary()}). Check that the file is the named "
+            "dataset, or pass --skip-bad-rows to skip every bad row."
+        )
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, KeyError):
+        return f"missing key {err.args[0]!r}"
+    if isinstance(err, DataError):
+        return str(err)
+    return f"unexpected value ({type(err).__name__}: {err})"
+
+
+def located_rows(records: Iterable[tuple[str, Any]], converter: str | None, report: ConversionReport):
+    """(location, converted row) for each (location, record) pair; bad records go to ``report``."""
+    for location, record in records:
+        row = report.convert(location, record, converter)
+        if row is not None:
+            yield location, row
+
+
+def convert_records(
+    records: Iterable[tuple[str, Any]], converter: str | None, report: ConversionReport
+) -> Iterator[Row]:
+    """The converted rows of (location, record) pairs; bad records go to ``report``."""
+    return (row for _, row in located_rows(records, converter, report))
+
+
+# --------------------------------------------------------------------------------------------------
+# Built-in arithmetic data (the quick test and the learning demo)
+
+
+def make_arithmetic_rows(count: int, seed: int = 0, max_operand: int = 50) -> list[Row]:
+    """Addition and subtraction questions with the answer as ``chosen`` and an off-by-one ``rejected``."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        a, b = rng.randint(1, max_operand), rng.randint(1, max_operand)
+        op = rng.choice("+-")
+        answer = a + b if op == "+" else a - b
+        rows.append(
+            {
+                PROMPT: _user(f"What is {a} {op} {b}? Answer with a number."),
+                CHOSEN: str(answer),
+                REJECTED: str(answer + rng.choice((-1, 1))),
+            }
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading local files: each reader yields (location, record) and turns read errors into DataError
+
+GZIP_MAGIC = b"\x1f\x8b"
+CSV_FIELD_LIMIT = 2**31 - 1  # real CSV cells (whole posts) exceed the csv module's 128 KiB default
+
+
+def _open_text(path: Path):
+    """Text (BOM-tolerant UTF-8), decompressed when the file is gzip whatever its name says."""
+    with open(path, "rb") as handle:
+        compressed = handle.read(2) == GZIP_MAGIC
+    if compressed:
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    if path.suffix == ".gz":
+        raise DataError(
+            f"{path}: named .gz but not gzip-compressed. Rename it without .gz if it is plain text, "
+            "or compress it with gzip."
+        )
+    return open(path, encoding="utf-8-sig")
+
+
+def _not_utf8(path: Path, line: int, err: UnicodeDecodeError) -> DataError:
+    return DataError(
+        f"{path}:{line}: not UTF-8 text ({err.reason}). Re-save the file as UTF-8, "
+        f"e.g. iconv -f latin1 -t utf-8 {path.name} > fixed{''.join(path.suffixes)}."
+    )
+
+
+def iter_json_lines(path: Path, report: ConversionReport) -> Iterator[tuple[str, Any]]:
+    """(location, parsed value) for each non-empty line; malformed lines go to ``report``."""
+    lineno = 0
+    try:
+        with _open_text(path) as handle:
+            for lineno, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    report.skip(f"{path}:{lineno}", "malformed JSON", f"({err.msg} at column {err.colno})")
+                    continue
+                yield f"{path}:{lineno}", record
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, lineno + 1, err) from None
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(
+            f"{path}: corrupt or truncated compressed data after line {lineno} ({err}). "
+            "Download or compress the file again."
+        ) from None
+
+
+def read_json_records(path: Path, report: ConversionReport) -> Iterator[tuple[str, Any]]:
+    """(location, record) pairs from JSON Lines (also gzipped) or a JSON array file."""
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
+        except UnicodeDecodeError as err:
+            raise _not_utf8(path, 1, err) from None
+        except json.JSONDecodeError:
+            data = None  # a .json file may hold JSON Lines too
+        if isinstance(data, list):
+            yield from ((f"{path}[{i}]", record) for i, record in enumerate(data))
+            return
+        if isinstance(data, dict):
+            yield str(path), data
+            return
+    yield from iter_json_lines(path, report)
+
+
+def read_csv_records(path: Path, report: ConversionReport) -> Iterator[tuple[str, Any]]:
+    """(location, record) pairs from a CSV file with a header; every cell is text (answers "42" stay "42")."""
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    line = 1
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle, strict=True)
+            for record in reader:
+                line = reader.line_num
+                if None in record:
+                    report.skip(f"{path}:{line}", "more fields than the header has")
+                elif None in record.values():
+                    report.skip(f"{path}:{line}", "fewer fields than the header has")
+                else:
+                    yield f"{path}:{line}", record
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, line, err) from None
+    except csv.Error as err:
+        raise DataError(
+            f"{path}: malformed CSV after line {line} ({err}), e.g. a quote that is never closed. "
+            "Fix the quoting, or save the data as JSON Lines."
+        ) from None
+
+
+RECORD_READERS = {
+    ".jsonl": read_json_records,
+    ".json": read_json_records,
+    ".ndjson": read_json_records,
+    ".gz": read_json_records,
+    ".csv": read_csv_records,
+}  # file suffix -> record reader
+ARROW_SUFFIXES = (".parquet",)
+LOCAL_SUFFIXES = (*RECORD_READERS, *ARROW_SUFFIXES)
+
+
+def is_local_path(name: str) -> bool:
+    return Path(name).exists() or name.startswith((".", "/", "~")) or name.endswith(LOCAL_SUFFIXES)
+
+
+def existing_path(path: str | Path) -> Path:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"data file or folder not found: {path}")
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty.")
+    return path
+
+
+def _reads_records(path: Path) -> bool:
+    """Whether ``path`` is a file read record by record (JSON, JSON Lines, CSV) rather than through Arrow."""
+    if path.is_dir():
+        return False
+    if path.suffix in RECORD_READERS:
+        return True
+    if path.suffix in ARROW_SUFFIXES:
+        return False
+    raise DataError(f"{path}: unsupported file type; use .jsonl, .jsonl.gz, .json, .csv, .parquet or a folder.")
+
+
+def _file_records(path: Path, report: ConversionReport) -> Iterator[tuple[str, Any]]:
+    return RECORD_READERS[path.suffix](path, report)
+
+
+def load_local_rows(path: str | Path, converter: str | None = None, max_share: float = 0.0):
+    """A converted ``datasets.Dataset`` from a local file or ``save_to_disk`` folder."""
+    path = existing_path(path)
+    report = ConversionReport(str(path), max_share)
+    if not _reads_records(path):
+        return convert_dataset(read_arrow_source(path), converter, report)
+    located = list(located_rows(_file_records(path, report), converter, report))
+    report.finish()
+    return _dataset_from_rows(located)
+
+
+def _dataset_from_rows(located: list[tuple[str, Row]]):
+    """An Arrow dataset of the rows; a column whose type changes between rows is named with its first odd row."""
+    import pyarrow
+    from datasets import Dataset
+
+    try:
+        return Dataset.from_list([row for _, row in located])
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, TypeError) as err:
+        raise DataError(_mixed_type_message(located, err)) from None
+
+
+def _shape(value: Any) -> str:
+    return "null" if value is None else _type_name(value)
+
+
+def _mixed_type_message(located: list[tuple[str, Row]], err: Exception) -> str:
+    first_seen: dict[str, str] = {}
+    for location, row in located:
+        for key, value in row.items():
+            if value is None:
+                continue
+            expected = first_seen.setdefault(key, _shape(value))
+            if _shape(value) != expected:
+                return (
+                    f"{location}: column '{key}' holds {_shape(value)} here but {expected} in earlier rows. "
+                    "Give the column one type in every row, or remove it."
+                )
+    return f"the rows cannot be stored together ({str(err).splitlines()[0]}). Give every column one type."
+
+
+def read_arrow_source(path: Path):
+    """Parquet or a ``save_to_disk`` folder (a DatasetDict yields its train split); read errors -> DataError."""
+    import datasets
+    import pyarrow
+
+    try:
+        if not path.is_dir():
+            return datasets.load_dataset("parquet", data_files=str(path), split="train")
+        loaded = datasets.load_from_disk(str(path))
+    except FileNotFoundError as err:
+        raise DataError(
+            f"{path}: a folder but not one written by datasets' save_to_disk ({err}). Give a .jsonl, .csv or "
+            ".parquet file, or a save_to_disk folder."
+        ) from None
+    except (datasets.exceptions.DatasetGenerationError, pyarrow.ArrowException, OSError, ValueError) as err:
+        cause = err.__cause__ or err
+        raise DataError(
+            f"{path}: cannot be read as Parquet ({type(cause).__name__}: {str(cause).splitlines()[0]}). "
+            "Download or write the file again."
+        ) from None
+    if isinstance(loaded, datasets.DatasetDict):
+        split = "train" if "train" in loaded else next(iter(loaded))
+        logger.info("%s: using split '%s' of %s", path, split, list(loaded))
+        return loaded[split]
+    return loaded
+
+
+def convert_dataset(dataset, converter: str | None, report: ConversionReport):
+    """Map an Arrow-backed dataset through its converter in batches (fast for large sets), then check the tally."""
+    if len(dataset) == 0:
+        raise DataError(f"{report.source}: the dataset has no rows.")
+    name = converter or detect_format(dataset[0])
+    converted = dataset.map(
+        _batch_converter(name, report),
+        batched=True,
+        batch_size=2000,
+        with_indices=True,
+        remove_columns=dataset.column_names,
+        load_from_cache_file=False,  # a cached result would skip the converter and so the bad-row tally
+        desc=f"converting {Path(report.source).name}",
+    )
+    report.finish()
+    return converted
+
+
+def _batch_converter(converter: str, report: ConversionReport):
+    """A batched ``map`` function: column batch in, converted column batch out (bad rows left out)."""
+
+    def convert_batch(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        records = (
+            (f"{report.source} row {i}", dict(zip(batch, values))) for i, values in zip(indices, zip(*batch.values()))
+        )
+        rows = list(convert_records(records, converter, report))
+        return {key: [row[key] for row in rows] for key in (rows[0] if rows else batch)}
+
+    return convert_batch
+
+
+# --------------------------------------------------------------------------------------------------
+# Streaming: one generator reads any source row by row, converting as it goes
+
+
+def stream_rows(path: str | None, converter: str | None, max_share: float, hub: dict | None = None):
+    """A converted ``datasets.IterableDataset`` over a local file/folder or a hub dataset, read lazily."""
+    import datasets
+
+    if path is not None:
+        path = str(existing_path(path))
+    stream = datasets.IterableDataset.from_generator(
+        _streamed_rows, gen_kwargs={"path": path, "converter": converter, "max_share": max_share, "hub": hub}
+    )
+    if next(iter(stream), None) is None:  # fail before any model is loaded
+        raise DataError(f"{path or hub['path']}: the dataset has no rows.")
+    return stream
+
+
+def _streamed_rows(path: str | None, converter: str | None, max_share: float, hub: dict | None) -> Iterator[Row]:
+    report = ConversionReport(path or hub["path"], max_share)
+    yield from convert_records(_raw_stream(path, hub, report), converter, report)
+    report.finish()
+
+
+def _raw_stream(path: str | None, hub: dict | None, report: ConversionReport) -> Iterator[tuple[str, Any]]:
+    """(location, record) pairs of a source, read lazily."""
+    import datasets
+
+    if path is None:
+        raw = datasets.load_dataset(**hub, streaming=True)
+    elif _reads_records(Path(path)):
+        yield from _file_records(Path(path), report)
+        return
+    elif Path(path).is_dir():
+        raw = read_arrow_source(Path(path)).to_iterable_dataset()
+    else:
+        raw = datasets.load_dataset("parquet", data_files=path, split="train", streaming=True)
+    yield from ((f"{report.source} row {i}", record) for i, record in enumerate(raw))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -298,229 +807,25 @@ HUB_ID_TO_SOURCE = {source.hub_id.lower(): name for name, source in DATASET_SOUR
 HUB_ID_TO_SOURCE["carperai/openai_summarize_comparisons"] = "openai_summarize"
 
 
-# --------------------------------------------------------------------------------------------------
-# Built-in arithmetic data (the quick test and the learning demo)
+def _hub_arguments(source_name: str, split: str, subset: str | None) -> dict:
+    source = DATASET_SOURCES[source_name]
+    return {"path": source.hub_id, "name": source.hub_config, "data_dir": subset or source.data_dir, "split": split}
 
 
-def make_arithmetic_rows(count: int, seed: int = 0, max_operand: int = 50) -> list[Row]:
-    """Addition and subtraction questions with the answer as ``chosen`` and an off-by-one ``rejected``."""
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(count):
-        a, b = rng.randint(1, max_operand), rng.randint(1, max_operand)
-        op = rng.choice("+-")
-        answer = a + b if op == "+" else a - b
-        rows.append(
-            {
-                PROMPT: _user(f"What is {a} {op} {b}? Answer with a number."),
-                CHOSEN: str(answer),
-                REJECTED: str(answer + rng.choice((-1, 1))),
-            }
-        )
-    return rows
-
-
-# --------------------------------------------------------------------------------------------------
-# Reading local files
-
-
-def _open_text(path: Path):
-    opener = gzip.open if path.suffix == ".gz" else open
-    return opener(path, "rt", encoding="utf-8")
-
-
-def iter_json_lines(path: Path, skip_bad_rows: bool = False) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed value) for each non-empty line; errors name the file and line."""
-    try:
-        with _open_text(path) as handle:
-            for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield lineno, json.loads(line)
-                except json.JSONDecodeError as err:
-                    message = f"{path}:{lineno}: malformed JSON ({err.msg} at column {err.colno})"
-                    if not skip_bad_rows:
-                        raise DataError(
-                            f"{message}. Fix the line, or pass --skip-bad-rows to skip such rows."
-                        ) from None
-                    logger.warning("skipped %s", message)
-    except UnicodeDecodeError as err:
-        raise DataError(
-            f"{path}: not UTF-8 text (byte {err.start}: {err.reason}). Re-save the file as UTF-8."
-        ) from None
-
-
-def read_json_records(path: Path, skip_bad_rows: bool) -> Iterator[tuple[str, Any]]:
-    """(location, record) pairs from JSON Lines (also gzipped) or a JSON array file."""
-    if path.suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as err:
-            raise DataError(f"{path}: not UTF-8 text ({err.reason}). Re-save the file as UTF-8.") from None
-        except json.JSONDecodeError:
-            data = None  # a .json file may hold JSON Lines too
-        if isinstance(data, list):
-            yield from ((f"{path}[{i}]", record) for i, record in enumerate(data))
-            return
-        if isinstance(data, dict):
-            yield str(path), data
-            return
-    for lineno, record in iter_json_lines(path, skip_bad_rows):
-        yield f"{path}:{lineno}", record
-
-
-def convert_record(location: str, record: Any, converter: str | None) -> Row:
-    """One source record in the GRPO schema; a bad one raises with its location, keys and the accepted shapes."""
-    try:
-        if not isinstance(record, dict):
-            raise DataError(f"expected a JSON object per row, got {_describe(record)}")
-        return CONVERTERS[converter or detect_format(record)](record)
-    except (DataError, KeyError, TypeError) as err:
-        found = sorted(record) if isinstance(record, dict) else []
-        raise DataError(
-            f"{location}: {_reason(err)}. Keys found: {found}. Accepted shapes: {ACCEPTED_SHAPES}. "
-            "Fix the row or pass --skip-bad-rows."
-        ) from None
-
-
-def convert_records(records, converter: str | None, skip_bad_rows: bool, source: str) -> list[Row]:
-    """Convert (location, record) pairs; bad rows raise with their location, or are skipped and counted."""
-    rows, skipped = [], 0
-    for location, record in records:
-        try:
-            rows.append(convert_record(location, record, converter))
-        except DataError:
-            if not skip_bad_rows:
-                raise
-            skipped += 1
-    if skipped:
-        logger.warning("%s: skipped %d bad row(s) of %d", source, skipped, skipped + len(rows))
-    if not rows:
-        raise DataError(f"{source}: no usable rows (empty file or every row skipped).")
-    return rows
-
-
-def _reason(err: Exception) -> str:
-    if isinstance(err, KeyError):
-        return f"missing key {err.args[0]!r}"
-    return str(err)
-
-
-JSON_SUFFIXES = (".jsonl", ".json", ".gz", ".ndjson")
-ARROW_BUILDERS = {".parquet": "parquet", ".csv": "csv"}  # file suffix -> datasets builder
-LOCAL_SUFFIXES = (*JSON_SUFFIXES, *ARROW_BUILDERS)
-
-
-def is_local_path(name: str) -> bool:
-    return Path(name).exists() or name.startswith((".", "/", "~")) or name.endswith(LOCAL_SUFFIXES)
-
-
-def existing_path(path: str | Path) -> Path:
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise DataError(f"data file or folder not found: {path}")
-    return path
-
-
-def load_local_rows(path: str | Path, converter: str | None = None, skip_bad_rows: bool = False):
-    """A converted ``datasets.Dataset`` from a local file or ``save_to_disk`` folder."""
-    from datasets import Dataset
-
-    path = existing_path(path)
-    if path.is_file() and path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty.")
-    if path.suffix in JSON_SUFFIXES:
-        rows = convert_records(read_json_records(path, skip_bad_rows), converter, skip_bad_rows, str(path))
-        return Dataset.from_list(rows)
-    return convert_dataset(read_arrow_source(path), converter, skip_bad_rows, str(path))
-
-
-def _converted_json_rows(path: str, converter: str | None, skip_bad_rows: bool) -> Iterator[Row]:
-    """Rows of a JSON/JSONL file, converted one at a time (the streaming path)."""
-    for location, record in read_json_records(Path(path), skip_bad_rows):
-        try:
-            yield convert_record(location, record, converter)
-        except DataError as err:
-            if not skip_bad_rows:
-                raise
-            logger.warning("skipped %s", err)
-
-
-def stream_local_rows(path: str | Path, converter: str | None = None, skip_bad_rows: bool = False):
-    """A converted ``datasets.IterableDataset`` over a local file or folder, for sets larger than memory."""
-    import datasets
-
-    path = existing_path(path)
-    if path.suffix in JSON_SUFFIXES:
-        return datasets.IterableDataset.from_generator(
-            _converted_json_rows, gen_kwargs={"path": str(path), "converter": converter, "skip_bad_rows": skip_bad_rows}
-        )
-    if path.is_dir():
-        raw = read_arrow_source(path).to_iterable_dataset()
-    else:
-        if path.suffix not in ARROW_BUILDERS:
-            raise DataError(f"{path}: unsupported file type for streaming; use .jsonl, .parquet, .csv or a folder.")
-        raw = datasets.load_dataset(ARROW_BUILDERS[path.suffix], data_files=str(path), split="train", streaming=True)
-    first = next(iter(raw), None)
-    if first is None:
-        raise DataError(f"{path}: the dataset has no rows.")
-    return raw.map(CONVERTERS[converter or detect_format(first)])
-
-
-def read_arrow_source(path: Path):
-    """Parquet, CSV or a ``save_to_disk`` folder (a DatasetDict yields its train split)."""
-    import datasets
-
-    if path.is_dir():
-        try:
-            loaded = datasets.load_from_disk(str(path))
-        except FileNotFoundError as err:
-            raise DataError(f"{path}: not a datasets.save_to_disk folder ({err}).") from None
-        if isinstance(loaded, datasets.DatasetDict):
-            split = "train" if "train" in loaded else next(iter(loaded))
-            logger.info("%s: using split '%s' of %s", path, split, list(loaded))
-            return loaded[split]
-        return loaded
-    if path.suffix not in ARROW_BUILDERS:
-        raise DataError(f"{path}: unsupported file type; use .jsonl, .jsonl.gz, .json, .parquet, .csv or a folder.")
-    return datasets.load_dataset(ARROW_BUILDERS[path.suffix], data_files=str(path), split="train")
-
-
-def convert_dataset(dataset, converter: str | None, skip_bad_rows: bool, source: str):
-    """Map an Arrow-backed dataset through its converter in batches (fast for large sets)."""
-    if len(dataset) == 0:
-        raise DataError(f"{source}: the dataset has no rows.")
-    name = converter or detect_format(dataset[0])
-
-    def convert_batch(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
-        records = ((f"{source} row {i}", dict(zip(batch, values))) for i, values in zip(indices, zip(*batch.values())))
-        rows = convert_records(records, name, skip_bad_rows, source) if indices else []
-        return {key: [row[key] for row in rows] for key in (rows[0] if rows else batch)}
-
-    return dataset.map(
-        convert_batch,
-        batched=True,
-        batch_size=2000,
-        with_indices=True,
-        remove_columns=dataset.column_names,
-        desc=f"converting {Path(source).name}",
-    )
-
-
-# --------------------------------------------------------------------------------------------------
-# Hub sources
-
-
-def load_hub_rows(source_name: str, split: str, subset: str | None = None, streaming: bool = False):
+def load_hub_rows(
+    source_name: str, split: str, subset: str | None = None, streaming: bool = False, max_share: float = MAX_BAD_SHARE
+):
     import datasets
 
     source = DATASET_SOURCES[source_name]
+    arguments = _hub_arguments(source_name, split, subset)
     try:
-        raw = datasets.load_dataset(
-            source.hub_id, source.hub_config, data_dir=subset or source.data_dir, split=split, streaming=streaming
-        )
+        if streaming:
+            return stream_rows(None, source.converter, max_share, hub=arguments)
+        raw = datasets.load_dataset(**arguments)
     except (ConnectionError, OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as err:
+        if isinstance(err, DataError):
+            raise
         raise DataError(
             f"dataset '{source_name}' ({source.hub_id}, split {split}) could not be loaded: "
             f"{str(err).splitlines()[0]}. "
@@ -528,9 +833,7 @@ def load_hub_rows(source_name: str, split: str, subset: str | None = None, strea
             f".jsonl/.parquet file or a folder made by datasets.load_dataset('{source.hub_id}').save_to_disk(PATH). "
             "Set HF_HUB_OFFLINE=1 to fail fast offline."
         ) from None
-    if streaming:
-        return raw.map(CONVERTERS[source.converter])
-    return convert_dataset(raw, source.converter, False, source.hub_id)
+    return convert_dataset(raw, source.converter, ConversionReport(source.hub_id, max_share))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -562,18 +865,24 @@ def load_grpo_dataset(
     arithmetic_rows: int = 2000,
     seed: int = 42,
 ):
-    """Load ``dataset_name`` (a source name, hub id or local path) in the GRPO schema."""
+    """Load ``dataset_name`` (a source name, hub id or local path) in the GRPO schema.
+
+    A named source (also from a local copy with ``dataset_path``) skips up to ``MAX_BAD_SHARE`` bad rows; a
+    custom file stops at the first unless ``skip_bad_rows``.
+    """
     from datasets import Dataset
 
     source_name, local_path = resolve_source(dataset_name)
     if source_name == "arithmetic":
         return Dataset.from_list(make_arithmetic_rows(arithmetic_rows, seed))
+    max_share = bad_row_share(source_name is not None, skip_bad_rows)
     if local_path or dataset_path:
         converter = DATASET_SOURCES[source_name].converter if source_name and dataset_path else None
-        load = stream_local_rows if streaming else load_local_rows
-        return load(local_path or dataset_path, converter, skip_bad_rows)
+        if streaming:
+            return stream_rows(local_path or dataset_path, converter, max_share)
+        return load_local_rows(local_path or dataset_path, converter, max_share)
     source = DATASET_SOURCES[source_name]
-    return load_hub_rows(source_name, split or source.train_split, subset, streaming)
+    return load_hub_rows(source_name, split or source.train_split, subset, streaming, max_share)
 
 
 def prompt_token_counts(dataset, tokenizer) -> list[int]:

@@ -227,7 +227,8 @@ def test_skip_bad_rows_reports_the_count(tmp_path, caplog):
     path = write_jsonl(tmp_path / "mixed.jsonl", [SEED_ROWS[0], "{broken", {"text": "?"}, SEED_ROWS[1]])
     dataset = load_grpo_dataset(str(path), skip_bad_rows=True)
     assert len(dataset) == 2
-    assert "mixed.jsonl:2: malformed JSON" in caplog.text and "skipped 1 bad row(s) of 3" in caplog.text
+    assert "mixed.jsonl:2: malformed JSON" in caplog.text and "mixed.jsonl:3: unrecognised columns" in caplog.text
+    assert "converted 2 of 4 rows, skipped 2 (1 x malformed JSON; 1 x unrecognised columns ['text'])" in caplog.text
 
 
 def test_missing_dataset_offline_says_how_to_give_a_local_copy():
