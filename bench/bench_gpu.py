@@ -1,70 +1,152 @@
-"""GRPO step benchmark on one GPU: our Unsloth backend, our transformers + bitsandbytes backend, and plain TRL.
+"""GRPO step benchmark on one GPU: our backends and plain TRL, at one or several generation batches.
 
-    python bench/bench_gpu.py --model-dir /tmp/llama8b --row unsloth --out results.jsonl
+    python bench/bench_gpu.py --model-dir /tmp/llama-3.1-8b --row unsloth --points 16,auto,256 --out r.jsonl
 
 Rows (one per process, because Unsloth patches transformers and TRL when imported):
 
-* ``unsloth``: this project's GRPOTrainer, Unsloth backend, 4-bit LoRA;
-* ``transformers_4bit``: this project's GRPOTrainer, transformers + bitsandbytes 4-bit + PEFT LoRA;
+* ``unsloth`` / ``unsloth_bf16``: this project's GRPOTrainer, Unsloth backend, 4-bit / bf16 LoRA;
+* ``transformers_4bit`` / ``transformers_bf16``: this project's GRPOTrainer, transformers backend
+  (bitsandbytes 4-bit / bf16) + PEFT LoRA;
 * ``trl_bf16``: plain ``trl.GRPOTrainer`` on the bf16 model with a PEFT ``LoraConfig``, as TRL's docs show.
 
-Every row uses the same prompts (built-in arithmetic) and settings: G completions per prompt of
-``--completion-length`` tokens, the same batch and LoRA rank, a cheap length reward.  Reported: seconds per
-optimizer step, completion tokens per second, the share of the step spent in ``generate``, milliseconds per
-decoded token, and peak GPU memory (allocated, from the start of model loading).  The first ``--warmup``
-steps are not timed.  Extra trl.GRPOConfig fields (e.g. ``cache_implementation``) come in with ``--trl-json``.
+Points (``--points``, comma-separated, measured one after another on the model loaded once): a generation
+batch (TRL's ``generation_batch_size``, completions per round), ``default`` (TRL's: the optimizer batch) or
+``auto`` (``memory.generation_batch_for``, our default); suffixes ``:w0`` (no warm-up round, for points
+after the first), ``:nographs`` (Unsloth's CUDA-graph decoding off), ``:compile`` (transformers' compiled
+static-cache decoding).  Every point uses the same prompts (built-in arithmetic), G, completion length,
+optimizer batch, LoRA rank and a cheap length reward.  One generation round feeds ``generation_batch /
+batch`` optimizer steps, so whole rounds are timed: one warm-up round, then at least ``--steps`` steps.
+
+Reported per point: seconds per optimizer step, completion tokens/s with its spread over timed rounds (or
+steps), where the time goes (``generate``; rewards and log-probabilities of the rollout; forward, backward and
+optimizer), milliseconds per decode step and its ratio to the memory-bandwidth floor (weights plus the
+mean KV cache read once per step), and peak GPU memory since the point started (weights included).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+HBM_BYTES_PER_S = {"H100": 3.35e12, "H200": 4.8e12}  # vendor datasheets (SXM)
+OURS = {
+    "unsloth": ("unsloth", True),
+    "unsloth_bf16": ("unsloth", False),
+    "transformers_4bit": ("transformers", True),
+    "transformers_bf16": ("transformers", False),
+}
 
 
-class GenerateTimer:
-    """Wraps ``model.generate`` on an instance and sums its wall time (CUDA-synchronised)."""
+@dataclass
+class Point:
+    generation_batch: str  # a number, "default" or "auto"
+    warmup_rounds: int = 1
+    graphs: bool = True
+    compile: bool = False
 
-    def __init__(self, model):
-        import torch
-
-        self.seconds = 0.0
-        inner = model.generate
-
-        def timed(*args, **kwargs):
-            torch.cuda.synchronize()
-            started = time.perf_counter()
-            out = inner(*args, **kwargs)
-            torch.cuda.synchronize()
-            self.seconds += time.perf_counter() - started
-            return out
-
-        model.generate = timed
+    @classmethod
+    def parse(cls, spec: str) -> Point:
+        name, *flags = spec.split(":")
+        point = cls(name)
+        for flag in flags:
+            if flag == "w0":
+                point.warmup_rounds = 0
+            elif flag in ("nographs", "compile"):
+                setattr(point, "graphs" if flag == "nographs" else "compile", flag == "compile")
+            else:
+                raise SystemExit(f"unknown point flag {flag!r} in {spec!r}")
+        return point
 
 
-def step_timer_callback(records: list[dict], gen_timer_ref: dict):
+def synchronize() -> None:
     import torch
-    from transformers import TrainerCallback
 
-    class StepTimer(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            torch.cuda.synchronize()
-            self.started = time.perf_counter()
-            self.gen_before = gen_timer_ref["timer"].seconds if gen_timer_ref.get("timer") else 0.0
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
-        def on_step_end(self, args, state, control, **kwargs):
-            torch.cuda.synchronize()
-            gen = gen_timer_ref["timer"].seconds - self.gen_before if gen_timer_ref.get("timer") else float("nan")
-            records.append({"step": state.global_step, "seconds": time.perf_counter() - self.started, "gen": gen})
 
-    return StepTimer()
+class Stopwatch:
+    """Sums the wall time (CUDA-synchronised) of the calls it wraps."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def wrap(self, inner):
+        def timed(*args, **kwargs):
+            synchronize()
+            started = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                synchronize()
+                self.seconds += time.perf_counter() - started
+
+        return timed
+
+
+class Probe:
+    """What one point measures: ``generate`` and the whole rollout (generation, rewards, old log-probs)."""
+
+    def __init__(self):
+        self.generate = Stopwatch()
+        self.rollout = Stopwatch()
+        self.compile_decode = False
+        self.records: list[dict] = []
+        self.model = None
+
+    def instrument(self, model) -> None:
+        """Time ``model.generate`` (instance, once) and the rollout of whichever ``trl.GRPOTrainer`` class runs."""
+        import trl
+
+        if self.model is not model:
+            model.generate = self.generate.wrap(model.generate)
+            self.model = model
+        cls = trl.GRPOTrainer
+        if not getattr(cls, "_bench_probe", None):
+            inner = cls._generate_and_score_completions
+
+            def rollout(trainer, *args, **kwargs):
+                probe = type(trainer)._bench_probe
+                if probe.compile_decode:
+                    trainer.generation_config.disable_compile = False  # TRL turns compilation off
+                return probe.rollout.wrap(inner)(trainer, *args, **kwargs)
+
+            cls._generate_and_score_completions = rollout
+        cls._bench_probe = self
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        probe = self
+
+        class StepTimer(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kwargs):
+                synchronize()
+                self.started = time.perf_counter()
+                self.before = (probe.generate.seconds, probe.rollout.seconds)
+
+            def on_step_end(self, args, state, control, **kwargs):
+                synchronize()
+                probe.records.append(
+                    {
+                        "step": state.global_step,
+                        "seconds": time.perf_counter() - self.started,
+                        "generate": probe.generate.seconds - self.before[0],
+                        "rollout": probe.rollout.seconds - self.before[1],
+                    }
+                )
+
+        return StepTimer()
 
 
 def length_reward(completions, **kwargs):
@@ -79,78 +161,221 @@ def dataset(rows: int):
     return Dataset.from_list(make_arithmetic_rows(rows, seed=0))
 
 
-def run_ours(args, backend: str, records, timer_ref):
-    from config import GRPOConfig
-    from grpo_trainer import GRPOTrainer
-
-    config = GRPOConfig(
-        model_name=str(args.model_dir),
-        backend=backend,
-        load_in_4bit=True,
-        max_seq_length=args.completion_length + 256,
-        per_device_train_batch_size=args.batch,
-        gradient_accumulation_steps=1,
-        group_size=args.generations,
-        max_completion_length=args.completion_length,
-        lora_rank=args.lora_rank,
-        learning_rate=1e-5,
-        max_steps=args.warmup + args.steps,
-        save_steps=10_000,
-        output_dir=str(args.work_dir / backend),
-        use_wandb=False,
-        report_to=[],
-        trl_args={"log_completions": False, **args.trl_extra},
-    )
-    trainer = GRPOTrainer(config, reward_functions=[length_reward], reward_weights=[1.0])
-    trainer.load_model()
-    timer_ref["timer"] = GenerateTimer(trainer.model)
-    trainer.train(dataset(256), callbacks=[step_timer_callback(records, timer_ref)])
-    return trainer.trl_trainer
-
-
-def run_plain_trl(args, records, timer_ref):
-    import torch
-    from peft import LoraConfig
-    from trl import GRPOConfig, GRPOTrainer
-
-    training_args = GRPOConfig(
-        output_dir=str(args.work_dir / "trl"),
-        per_device_train_batch_size=args.batch,
-        gradient_accumulation_steps=1,
-        num_generations=args.generations,
-        max_completion_length=args.completion_length,
-        learning_rate=1e-5,
-        max_steps=args.warmup + args.steps,
-        bf16=True,
-        report_to=[],
-        save_strategy="no",
-        logging_steps=1,
-        model_init_kwargs={"dtype": torch.bfloat16},
+def settings(args, generation_batch: int | None, max_steps: int, point: Point) -> dict:
+    """The run's settings, in the keys a config file takes (TRL's names; ``group_size`` is the seed's alias)."""
+    values = {
+        "per_device_train_batch_size": args.batch,
+        "gradient_accumulation_steps": 1,
+        "max_completion_length": args.completion_length,
+        "learning_rate": 1e-5,
+        "max_steps": max_steps,
+        "save_steps": 10_000,
+        "report_to": [],
+        "log_completions": False,
         **args.trl_extra,
-    )
-    trainer = GRPOTrainer(
-        model=str(args.model_dir),
-        reward_funcs=length_reward,
-        args=training_args,
-        train_dataset=dataset(256),
-        peft_config=LoraConfig(
+    }
+    if generation_batch is not None:
+        values["generation_batch_size"] = generation_batch
+    return values
+
+
+def ours_config(args, generation_batch: int | None, max_steps: int, point: Point):
+    """Our GRPOConfig through the config-file path (the same keys a user's JSON file holds)."""
+    from config import load_config_from_file
+
+    backend, four_bit = OURS[args.row]
+    values = {
+        "model_name": str(args.model_dir),
+        "backend": backend,
+        "load_in_4bit": four_bit,
+        "max_seq_length": args.completion_length + 256,
+        "group_size": args.generations,
+        "lora_rank": args.lora_rank,
+        "use_wandb": False,
+        "output_dir": str(args.work_dir / f"{args.row}-{point.generation_batch}"),
+        **settings(args, generation_batch, max_steps, point),
+    }
+    path = args.work_dir / "bench_config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values))
+    return load_config_from_file(path)
+
+
+def resolve_batch(args, point: Point) -> tuple[int | None, str]:
+    """The point's generation batch (None: TRL's default) and where it came from."""
+    if point.generation_batch == "default":
+        return None, "TRL default (the optimizer batch)"
+    if point.generation_batch != "auto":
+        return int(point.generation_batch), "given"
+    from memory import generation_batch_for
+
+    config = ours_config(args, None, 1, point)
+    return generation_batch_for(config, str(args.model_dir), four_bit=OURS.get(args.row, ("", False))[1])
+
+
+class OursRunner:
+    """Our GRPOTrainer, the model loaded once and reused by every point."""
+
+    def __init__(self, args):
+        self.args, self.loaded, self.probe = args, None, Probe()
+
+    def run(self, point: Point, generation_batch: int | None, max_steps: int):
+        from grpo_trainer import GRPOTrainer
+
+        trainer = GRPOTrainer(
+            ours_config(self.args, generation_batch, max_steps, point),
+            reward_functions=[length_reward],
+            reward_weights=[1.0],
+        )
+        if self.loaded is None:
+            trainer.load_model()
+            self.loaded = trainer.loaded
+        trainer.loaded = self.loaded
+        self.probe.instrument(trainer.model)
+        trainer.train(dataset(512), callbacks=[self.probe.callback()])
+        return trainer.trl_trainer
+
+
+class PlainTRLRunner:
+    """Plain ``trl.GRPOTrainer`` on the bf16 model with a PEFT ``LoraConfig``, as TRL's documentation shows it;
+    later points reuse the first point's model."""
+
+    def __init__(self, args):
+        self.args, self.model, self.probe = args, None, Probe()
+
+    def run(self, point: Point, generation_batch: int | None, max_steps: int):
+        import torch
+        from peft import LoraConfig
+        from trl import GRPOConfig, GRPOTrainer
+
+        args = self.args
+        cuda = torch.cuda.is_available()
+        values = settings(args, generation_batch, max_steps, point)
+        values.pop("save_steps")
+        training_args = GRPOConfig(
+            output_dir=str(args.work_dir / "trl"),
+            num_generations=args.generations,
+            bf16=cuda,
+            use_cpu=not cuda,
+            save_strategy="no",
+            logging_steps=1,
+            model_init_kwargs={"dtype": torch.bfloat16 if cuda else torch.float32},
+            **values,
+        )
+        lora = LoraConfig(
             r=args.lora_rank, lora_alpha=2 * args.lora_rank, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"
-        ),
-        callbacks=[step_timer_callback(records, timer_ref)],
-    )
-    timer_ref["timer"] = GenerateTimer(trainer.model)
-    trainer.train()
-    return trainer
+        )
+        trainer = GRPOTrainer(
+            model=self.model or str(args.model_dir),
+            reward_funcs=length_reward,
+            args=training_args,
+            train_dataset=dataset(512),
+            peft_config=None if self.model else lora,
+            callbacks=[self.probe.callback()],
+        )
+        self.model = trainer.model
+        self.probe.instrument(trainer.model)
+        trainer.train()
+        return trainer
+
+
+def floor_ms(args, generation_batch: int, four_bit: bool, prompt_tokens: float) -> float:
+    """Memory-bandwidth floor of one decode step: all weights plus the mean KV cache, read once."""
+    import torch
+    from transformers import AutoConfig
+
+    from config import GRPOConfig
+    from memory import estimate
+
+    model_config = AutoConfig.from_pretrained(args.model_dir)
+    weights = estimate(GRPOConfig(), model_config, four_bit).weights
+    heads = model_config.num_attention_heads
+    head_dim = getattr(model_config, "head_dim", None) or model_config.hidden_size // heads
+    kv_per_token = model_config.num_hidden_layers * 2 * model_config.num_key_value_heads * head_dim * 2
+    kv = kv_per_token * generation_batch * (prompt_tokens + args.completion_length / 2)
+    name = torch.cuda.get_device_name() if torch.cuda.is_available() else ""
+    bandwidth = next((v for k, v in HBM_BYTES_PER_S.items() if k in name), HBM_BYTES_PER_S["H100"])
+    return 1000 * (weights + kv) / bandwidth
+
+
+def spread(values: list[float]) -> dict:
+    return {"min": round(min(values), 1), "median": round(statistics.median(values), 1), "max": round(max(values), 1)}
+
+
+def summarize(args, point: Point, batch: int, reason: str, trainer, probe: Probe, warmup_steps: int) -> dict:
+    """One result line for a point: whole timed rounds only."""
+    import torch
+
+    per_round = batch // args.batch
+    lengths = [e["completions/mean_length"] for e in trainer.state.log_history if "completions/mean_length" in e]
+    timed = probe.records[warmup_steps:]
+    for record, length in zip(timed, lengths[warmup_steps:], strict=False):
+        record["tokens"] = args.batch * length
+    rounds = [timed[i : i + per_round] for i in range(0, len(timed), per_round)]
+    round_rates = [sum(r["tokens"] for r in chunk) / sum(r["seconds"] for r in chunk) for chunk in rounds]
+    seconds = sum(r["seconds"] for r in timed)
+    total = {key: sum(r[key] for r in timed) for key in ("generate", "rollout")}
+    mean_length = sum(r["tokens"] for r in timed) / (args.batch * len(timed))
+    ms_decode = 1000 * total["generate"] / len(rounds) / max(mean_length, 1)
+    four_bit = OURS.get(args.row, ("", False))[1]
+    floor = floor_ms(args, batch, four_bit, prompt_tokens=float(os.environ.get("BENCH_PROMPT_TOKENS", 60)))
+    return {
+        "row": args.label or args.row,
+        "point": point.__dict__,
+        "generation_batch": batch,
+        "generation_batch_reason": reason,
+        "model": args.model_dir.name,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "settings": {
+            "G": args.generations,
+            "batch": args.batch,
+            "completion_length": args.completion_length,
+            "lora_rank": args.lora_rank,
+            "timed_steps": len(timed),
+            "timed_rounds": len(rounds),
+            **args.trl_extra,
+        },
+        "step_s": round(seconds / len(timed), 2),
+        "completion_tokens_per_s": round(sum(r["tokens"] for r in timed) / seconds, 1),
+        "tokens_per_s_spread": spread(round_rates if per_round > 1 else [r["tokens"] / r["seconds"] for r in timed]),
+        "mean_completion_length": round(mean_length, 1),
+        "time_share": {
+            "generate": round(total["generate"] / seconds, 3),
+            "rewards_and_logprobs": round((total["rollout"] - total["generate"]) / seconds, 3),
+            "forward_backward_optimizer": round((seconds - total["rollout"]) / seconds, 3),
+        },
+        "ms_per_decode_step": round(ms_decode, 2),
+        "floor_ms": round(floor, 2),
+        "ratio_to_floor": round(ms_decode / floor, 1),
+        "peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else 0,
+        "steps": timed,
+    }
+
+
+def run_point(args, runner, point: Point) -> dict:
+    import torch
+
+    batch, reason = resolve_batch(args, point)
+    per_round = (batch or args.batch) // args.batch
+    timed_rounds = math.ceil(args.steps / per_round)
+    warmup_steps = point.warmup_rounds * per_round
+    os.environ["UNSLOTH_DECODE_CUDA_GRAPHS"] = "" if point.graphs else "0"
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    runner.probe.records, runner.probe.compile_decode = [], point.compile
+    trainer = runner.run(point, batch, warmup_steps + timed_rounds * per_round)
+    return summarize(args, point, batch or args.batch, reason, trainer, runner.probe, warmup_steps)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, required=True)
-    parser.add_argument("--row", choices=["unsloth", "transformers_4bit", "trl_bf16"], required=True)
+    parser.add_argument("--row", choices=[*OURS, "trl_bf16"], required=True)
     parser.add_argument("--label", help="name of the row in the results (default: --row)")
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=16, help="completions per step (prompts x G)")
+    parser.add_argument("--points", default="default", help="generation batches, e.g. default,auto,64:w0")
+    parser.add_argument("--steps", type=int, default=6, help="timed optimizer steps per point, at least")
+    parser.add_argument("--batch", type=int, default=16, help="completions per optimizer step (prompts x G)")
     parser.add_argument("--generations", type=int, default=8)
     parser.add_argument("--completion-length", type=int, default=256)
     parser.add_argument("--lora-rank", type=int, default=16)
@@ -160,49 +385,17 @@ def main() -> None:
     args = parser.parse_args()
     args.trl_extra = json.loads(args.trl_json)
     os.environ.setdefault("WANDB_MODE", "disabled")
-
-    if args.row == "unsloth":
+    if args.row.startswith("unsloth"):
         import unsloth  # noqa: F401  (before TRL and transformers, as in the CLI)
-    import torch
 
-    torch.cuda.reset_peak_memory_stats()
-    records: list[dict] = []
-    timer_ref: dict = {}
-    started = time.perf_counter()
-    if args.row == "trl_bf16":
-        trainer = run_plain_trl(args, records, timer_ref)
-    else:
-        trainer = run_ours(args, "unsloth" if args.row == "unsloth" else "transformers", records, timer_ref)
-    timed = [r for r in records if r["step"] > args.warmup]
-    lengths = [e["completions/mean_length"] for e in trainer.state.log_history if "completions/mean_length" in e]
-    step_s = sum(r["seconds"] for r in timed) / len(timed)
-    gen_s = sum(r["gen"] for r in timed) / len(timed)
-    mean_length = sum(lengths[args.warmup :]) / max(1, len(lengths[args.warmup :]))
-    result = {
-        "row": args.label or args.row,
-        "model": args.model_dir.name,
-        "gpu": torch.cuda.get_device_name(),
-        "settings": {
-            "G": args.generations,
-            "batch": args.batch,
-            "completion_length": args.completion_length,
-            "lora_rank": args.lora_rank,
-            "timed_steps": len(timed),
-            **args.trl_extra,
-        },
-        "step_s": round(step_s, 2),
-        "completion_tokens_per_s": round(args.batch * mean_length / step_s, 1),
-        "mean_completion_length": round(mean_length, 1),
-        "generation_share": round(gen_s / step_s, 3),
-        "ms_per_decode_step": round(1000 * gen_s / max(mean_length, 1), 2),
-        "peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-        "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2),
-        "total_s": round(time.perf_counter() - started, 1),
-        "steps": records,
-    }
-    with args.out.open("a") as handle:
-        handle.write(json.dumps(result) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "steps"}))
+    runner = PlainTRLRunner(args) if args.row == "trl_bf16" else OursRunner(args)
+    for spec in args.points.split(","):
+        started = time.perf_counter()
+        result = run_point(args, runner, Point.parse(spec))
+        result["total_s"] = round(time.perf_counter() - started, 1)
+        with args.out.open("a") as handle:
+            handle.write(json.dumps(result) + "\n")
+        print(json.dumps({k: v for k, v in result.items() if k != "steps"}), flush=True)
 
 
 if __name__ == "__main__":
