@@ -410,15 +410,15 @@ class ConversionReport:
     def finish(self) -> None:
         """Log the tally; fail when no row is usable or more than the tolerated share was bad."""
         total = self.skipped + self.converted
-        if self.skipped:
-            logger.warning(
-                "%s: converted %d of %d rows, skipped %d (%s)",
-                self.source,
-                self.converted,
-                total,
-                self.skipped,
-                self.summary(),
-            )
+        log = logger.warning if self.skipped else logger.info
+        log(
+            "%s: converted %d of %d rows, skipped %d%s",
+            self.source,
+            self.converted,
+            total,
+            self.skipped,
+            f" ({self.summary()})" if self.skipped else "",
+        )
         if not self.converted:
             raise DataError(f"{self.source}: no usable rows (empty, or every row is bad: {self.summary() or 'none'}).")
         if self.skipped > self.max_share * total:
