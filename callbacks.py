@@ -1,4 +1,10 @@
-"""Trainer callbacks of a run: metrics to the log and ``metrics.jsonl``, and a graceful stop on Ctrl-C/SIGTERM."""
+"""Trainer callbacks of a run: what the terminal shows, metrics to the log and ``metrics.jsonl``, resume checks,
+and a graceful stop on Ctrl-C/SIGTERM.
+
+The terminal is for a person: the progress bar with its ETA, one summary line per logging step and TRL's
+completions table every ``log_completions_steps`` steps.  The full metrics of every step go to
+``grpo_training.log`` and ``metrics.jsonl``, and every completions table to the log.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +12,82 @@ import json
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
+
+from checkpoints import install_atomic_checkpoints, read_trainer_state
+from run_utils import FILE_ONLY, RunDirError
 
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
+DEFAULT_LOG_COMPLETIONS_STEPS = 10
+# metric -> label of the one-line summary, in this order
+SUMMARY_METRICS = {
+    "reward": "reward",
+    "reward_std": "std",
+    "loss": "loss",
+    "kl": "kl",
+    "completions/mean_length": "len",
+    "learning_rate": "lr",
+    "eval_reward": "eval reward",
+}
+
+
+def prepare_trainer(trainer, config) -> None:
+    """Fit a built ``trl.GRPOTrainer`` to this package's terminal and checkpoint rules (before ``train``)."""
+    install_atomic_checkpoints(trainer)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(QuietProgress())
+    trainer.add_callback(CompletionsEveryN(getattr(config, "log_completions_steps", DEFAULT_LOG_COMPLETIONS_STEPS)))
+    quiet_bpe_cleanup_warning(trainer.processing_class)
+
+
+def quiet_bpe_cleanup_warning(tokenizer) -> None:
+    """transformers ignores ``clean_up_tokenization_spaces`` for BPE tokenizers and warns on every run that it
+    does; saying False for them changes no output and ends the warning."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and type(backend.model).__name__ == "BPE":
+        tokenizer.clean_up_tokenization_spaces = False
+
+
+class QuietProgress(ProgressCallback):
+    """transformers' progress bar (with ETA) without the raw metrics dict it prints at every logging step."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        return control
+
+
+class CompletionsEveryN(TrainerCallback):
+    """TRL prints a completions table right after each log; the terminal shows it every ``every`` steps only
+    (the run's log file keeps all of them).  0 never shows it on the terminal."""
+
+    def __init__(self, every: int):
+        self.every = every
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        shown = self.every > 0 and state.global_step % self.every == 0
+        _set_terminal_muted(not shown)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        _set_terminal_muted(False)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        _set_terminal_muted(False)
+
+
+def _set_terminal_muted(muted: bool) -> None:
+    """Mute the terminal side of the stdout copy made by ``run_utils.setup_logging`` (no-op without one)."""
+    if hasattr(sys.stdout, "terminal_muted"):
+        sys.stdout.terminal_muted = muted
 
 
 class MetricsLogger(TrainerCallback):
-    """Each TRL log entry becomes one log line and one JSON line in ``<run_dir>/metrics.jsonl`` (main process).
+    """Each TRL log entry becomes one summary line on the terminal, the full entry in the log file, and one JSON
+    line in ``<run_dir>/metrics.jsonl`` (main process).
 
     The JSON lines feed ``plot_run.py``; they are appended, so a resumed run continues the same file.
     """
@@ -30,12 +101,46 @@ class MetricsLogger(TrainerCallback):
         entry = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}}
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
-        shown = {k: round(v, 4) for k, v in entry.items() if k in SHOWN_METRICS}
-        if shown:
-            logger.info("step %d/%d: %s", state.global_step, state.max_steps, shown)
+        logger.info("metrics %s", json.dumps(entry), extra={FILE_ONLY: True})
+        summary = summary_line(entry)
+        if summary:
+            logger.info("step %d/%d  %s", state.global_step, state.max_steps, summary)
 
 
-SHOWN_METRICS = ("reward", "reward_std", "loss", "kl", "completions/mean_length", "eval_reward")
+def summary_line(entry: dict) -> str:
+    """The few numbers a person watches, e.g. ``reward 0.220  std 0.180  loss 0.3316  len 19.2  lr 5e-05``."""
+    parts = [f"{label} {entry[key]:.4g}" for key, label in SUMMARY_METRICS.items() if entry.get(key) is not None]
+    return "  ".join(parts)
+
+
+class ResumeCheck(TrainerCallback):
+    """Refuse to train on from a checkpoint whose learning-rate schedule has ended (it would train at learning
+    rate 0), and say so when a resumed run's length differs from the checkpoint's (the schedule is rescaled)."""
+
+    def __init__(self, checkpoint: str):
+        self.checkpoint = checkpoint
+        saved = read_trainer_state(checkpoint)
+        self.saved_step, self.saved_max = saved["global_step"], saved.get("max_steps")
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not self.saved_max or state.max_steps == self.saved_max:
+            return
+        decays = "constant" not in str(args.lr_scheduler_type)
+        if decays and self.saved_step >= self.saved_max:
+            raise RunDirError(
+                f"{self.checkpoint} is the last step of a {self.saved_max}-step run: its learning-rate schedule "
+                f"has reached 0, so training on to step {state.max_steps} would not change the adapter. "
+                f"To train longer, start a new run in another --output-dir with --max-steps {state.max_steps}."
+            )
+        logger.warning(
+            "resuming a %d-step run as a %d-step run: the learning-rate schedule is recomputed for %d steps from "
+            "step %d on, so this run will not match one trained for %d steps from the start",
+            self.saved_max,
+            state.max_steps,
+            state.max_steps,
+            self.saved_step,
+            state.max_steps,
+        )
 
 
 class GracefulStop(TrainerCallback):

@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.metadata
 import importlib.util
+import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from config import GRPOConfig
+from checkpoints import CheckpointError, clear_staging, complete_checkpoints, read_trainer_state, resolve_checkpoint
+from config import ConfigError, GRPOConfig
 
 logger = logging.getLogger(__name__)
 
 LOG_FILE_NAME = "grpo_training.log"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+FILE_ONLY = "file_only"  # extra={FILE_ONLY: True}: the record goes to the log files, not to the terminal
 TRACKED_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth", "bitsandbytes")
 
 
 class RunDirError(RuntimeError):
-    """An output directory that would be overwritten; the message gives the options."""
+    """A run directory or checkpoint that this run may not use as asked; the message gives the options."""
 
 
 def world_size() -> int:
@@ -37,8 +43,8 @@ def setup_logging(run_dir: Path | None, level: int = logging.INFO) -> None:
     """Terminal plus ``grpo_training.log`` in the run directory and in the working directory (the seed's place).
 
     transformers/TRL messages and Python warnings go through the same handlers, and what is printed to stdout
-    (TRL's completion tables, the Trainer's metric lines) is copied into the run's log, so the log holds what
-    the terminal shows; only the progress bar's redraws are left out.  Only the main process writes files.
+    (TRL's completion tables) is copied into the run's log.  The terminal gets each warning once, no tracebacks
+    and no records marked ``FILE_ONLY``; the log files get everything.  Only the main process writes files.
     """
     import transformers
 
@@ -48,7 +54,7 @@ def setup_logging(run_dir: Path | None, level: int = logging.INFO) -> None:
             root.removeHandler(handler)
             handler.close()
     restore_stdout()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [TerminalHandler()]
     if is_main_process():
         log_files = {Path.cwd().resolve() / LOG_FILE_NAME}
         if run_dir is not None:
@@ -67,16 +73,60 @@ def setup_logging(run_dir: Path | None, level: int = logging.INFO) -> None:
     transformers.utils.logging.set_verbosity_warning()
 
 
+def log_file_paths() -> list[Path]:
+    """The log files this process writes (run directory first), for messages that point to them."""
+    files = [Path(h.baseFilename) for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    return sorted(files, key=lambda path: path.parent == Path.cwd().resolve())
+
+
+class TerminalHandler(logging.StreamHandler):
+    """stderr for a person: written around tqdm progress bars, each warning once, tracebacks left to the log
+    files, records logged with ``extra={FILE_ONLY: True}`` left out."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+        self._warned: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, FILE_ONLY, False):
+            return False
+        if record.levelno == logging.WARNING:
+            message = record.getMessage()
+            if message in self._warned:
+                return False
+            self._warned.add(message)
+        return super().filter(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info:
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None, "stack_info": None})
+        return super().format(record)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except (OSError, ValueError, TypeError):
+            self.handleError(record)
+
+
 class StdoutToLog:
-    """A stdout that also appends what is printed to a log file (line by line, ``\r`` redraws dropped)."""
+    """A stdout that also appends what is printed to a log file (line by line, ``\r`` redraws dropped).
+
+    ``terminal_muted`` keeps the terminal side quiet while the log still gets the text (callbacks use it to
+    show TRL's completions table every N steps only).
+    """
 
     def __init__(self, terminal, path: Path):
         self.terminal = terminal
         self.path = path
+        self.terminal_muted = False
         self._pending = ""
 
     def write(self, text: str) -> int:
-        self.terminal.write(text)
+        if not self.terminal_muted:
+            self.terminal.write(text)
         self._pending += text
         if "\n" in self._pending:
             complete, self._pending = self._pending.rsplit("\n", 1)
@@ -97,53 +147,279 @@ def restore_stdout() -> None:
     sys.stdout = getattr(sys.stdout, "terminal", sys.stdout)
 
 
-def _is_non_empty_dir(path: Path) -> bool:
-    return path.is_dir() and any(path.iterdir())
+# ---- Run directories -------------------------------------------------------------------------------------------
+# A run directory is in one of these states, read from its ``run_state.json`` marker (written atomically):
+#
+#   new          missing or empty                  -> a run starts in it
+#   running      marker "running", its process alive on this host
+#                                                  -> refused: one run writes to a directory at a time
+#   interrupted  marker "interrupted", or "running" whose process is gone (kill -9, crash), or an older run
+#                with checkpoints and no final adapter
+#                                                  -> --resume-from-checkpoint latest continues it
+#   finished     marker "finished", or an older run with a final adapter
+#                                                  -> kept as it is; only --overwrite replaces it
+#   foreign      other files, no run               -> kept as it is; only --overwrite replaces it
+#
+# --overwrite first moves the old contents to a sibling ``<dir>.old-<time>`` and starts with an empty directory,
+# so nothing of an old run (checkpoints, metrics.jsonl) mixes into the new one.  A checkpoint is resumed only into
+# the run that owns it (the directory it lies in) or into a new directory, which starts a new run from it.  A
+# finished run is never resumed: its learning-rate schedule has ended.
+#
+# ``decide_run_dir`` only reads (so that the config can be completed with its answer before anything is
+# written); ``open_run_dir`` does the writing once the inputs have been checked, so a run that fails on its
+# inputs leaves no new folder behind.
+
+RUN_STATE_FILE = "run_state.json"
+NEW, RUNNING, INTERRUPTED, FINISHED, FOREIGN = "new", "running", "interrupted", "finished", "foreign"
+START, REPLACE, RESUME, EVALUATE = "start", "replace", "resume", "evaluate"
+FINAL_ADAPTER = "adapter_model.safetensors"
 
 
-def prepare_output_dir(config: GRPOConfig, explicit: bool, resuming: bool) -> Path:
-    """The directory this run writes to, never clobbering an earlier run.
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run does with its directory: ``action`` is start, replace (``--overwrite``), resume or evaluate."""
 
-    An explicitly chosen non-empty directory is an error unless ``overwrite_output_dir`` is set or the run
-    resumes from it; a default one moves on to the first free ``<dir>-2``, ``<dir>-3``, ...  With several
-    processes the main process decides and the others take its answer, so that all write to one directory.
+    path: Path
+    action: str
+    checkpoint: str | None = None
+    found: str = NEW  # the state the directory was in
+
+
+def read_run_state(run_dir: Path) -> dict | None:
+    """The directory's marker, or None when it has none (or an unreadable one: a kill mid-write of an older
+    version; the marker itself is written atomically)."""
+    try:
+        marker = json.loads((run_dir / RUN_STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def run_dir_state(run_dir: Path) -> str:
+    """The state of ``run_dir`` (see the table above)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"output directory {run_dir} is a file; choose another --output-dir.")
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return NEW
+    marker = read_run_state(run_dir)
+    if marker is None:
+        if (run_dir / FINAL_ADAPTER).is_file():
+            return FINISHED
+        return INTERRUPTED if complete_checkpoints(run_dir) else FOREIGN
+    if marker.get("state") == RUNNING:
+        return RUNNING if _process_alive(marker) else INTERRUPTED
+    return marker.get("state") if marker.get("state") in (INTERRUPTED, FINISHED) else FOREIGN
+
+
+def _process_alive(marker: dict) -> bool:
+    """Whether the process that wrote a 'running' marker still runs (this process's own marker is stale:
+    a run started from Python that failed)."""
+    pid = marker.get("pid")
+    if marker.get("host") != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by another user
+    return True
+
+
+def decide_run_dir(
+    config: GRPOConfig, *, explicit: bool, evaluating: bool = False, previewing: bool = False
+) -> RunPlan:
+    """Where this run writes and what it does there; reads the file system, changes nothing.
+
+    With several processes the main process decides and the others take its answer.
     """
     if world_size() == 1:
-        return _choose_output_dir(config, explicit, resuming)
+        return _decide(config, explicit, evaluating or previewing)
+    return _decided_on_main(lambda: _decide(config, explicit, evaluating or previewing))
+
+
+def _decide(config: GRPOConfig, explicit: bool, evaluating: bool) -> RunPlan:
+    path = Path(config.output_dir)
+    if evaluating:
+        return RunPlan(path, EVALUATE, found=run_dir_state(path))
+    resume = config.resume_from_checkpoint
+    if resume and resume != "latest" and not explicit:
+        path = Path(resume).parent  # without --output-dir, a checkpoint continues the run it belongs to
+    state = run_dir_state(path)
+    if resume:
+        return _plan_resume(path, state, resume, config.overwrite_output_dir)
+    if state == NEW:
+        return RunPlan(path, START)
+    if state == RUNNING:
+        raise RunDirError(_in_use(path))
+    if config.overwrite_output_dir:
+        return RunPlan(path, REPLACE, found=state)
+    if not explicit:
+        return RunPlan(next_free_dir(path), START)
+    raise RunDirError(_occupied(path, state))
+
+
+def _plan_resume(path: Path, state: str, resume: str, overwrite: bool) -> RunPlan:
+    if state == RUNNING:
+        raise RunDirError(_in_use(path))
+    if resume == "latest" and state == NEW:
+        raise CheckpointError(
+            f"--resume-from-checkpoint latest: {path} holds no run to continue; start one without "
+            f"--resume-from-checkpoint, or name the run's folder with --output-dir."
+        )
+    checkpoint = resolve_checkpoint(resume, path)
+    owner = Path(checkpoint).resolve().parent
+    if owner != path.resolve():
+        if state != NEW:
+            raise RunDirError(_not_owner(checkpoint, owner, path, state))
+        return RunPlan(path, RESUME, checkpoint, state)  # a new run that starts from another run's checkpoint
+    if overwrite:
+        raise RunDirError(
+            f"--overwrite would move aside the run in {path} that --resume-from-checkpoint {resume} continues; "
+            f"pass only one of them."
+        )
+    if state == FINISHED:
+        raise RunDirError(_finished(path, checkpoint))
+    return RunPlan(path, RESUME, checkpoint, state)
+
+
+def next_free_dir(path: Path) -> Path:
+    """The first of ``<path>-2``, ``<path>-3``, ... that is new (the default output directory moves on)."""
+    suffix = 2
+    while run_dir_state(Path(f"{path}-{suffix}")) != NEW:
+        suffix += 1
+    return Path(f"{path}-{suffix}")
+
+
+def _in_use(path: Path) -> str:
+    marker = read_run_state(path) or {}
+    return (
+        f"output directory {path} is in use by a run in progress (process {marker.get('pid')}); wait for it, "
+        f"stop it (Ctrl-C saves a checkpoint), or choose another --output-dir."
+    )
+
+
+def _occupied(path: Path, state: str) -> str:
+    kept = f"It is kept as it is: pass --overwrite to move it aside (to {path}.old-<time>) and start over"
+    if state == INTERRUPTED:
+        last = complete_checkpoints(path)
+        where = f"last checkpoint {last[-1].name}" if last else "no checkpoint"
+        return (
+            f"output directory {path} holds an interrupted run ({where}). Continue it with "
+            f"--resume-from-checkpoint latest. {kept}, or choose another --output-dir."
+        )
+    what = "a finished run" if state == FINISHED else "files that are not a run of this trainer"
+    return f"output directory {path} holds {what}. {kept}, or choose another --output-dir."
+
+
+def _not_owner(checkpoint: str, owner: Path, path: Path, state: str) -> str:
+    return (
+        f"--resume-from-checkpoint {checkpoint}: that checkpoint belongs to the run in {owner}, not to {path} "
+        f"(which holds {'a' if state != INTERRUPTED else 'an'} {state} run and is left as it is). Continue its own "
+        f"run with --output-dir {owner} --resume-from-checkpoint latest, or start a new run from it with "
+        f"--output-dir <a new folder> --resume-from-checkpoint {checkpoint}."
+    )
+
+
+def _finished(path: Path, checkpoint: str) -> str:
+    state = read_trainer_state(checkpoint)
+    return (
+        f"{path} holds a finished run (step {state.get('global_step')} of {state.get('max_steps')}); a finished "
+        f"run is not changed, and resuming it would train at the end of its learning-rate schedule (learning "
+        f"rate 0). To train longer, start a new run in another --output-dir with a larger --max-steps; the "
+        f"finished adapter stays in {path}."
+    )
+
+
+def _decided_on_main(decide) -> RunPlan:
+    """Run ``decide`` on the main process and give every process its answer (or its error)."""
     import torch
     from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
 
-    decision = [None, None]  # [directory or error message, whether it is an error]
+    decision = [None, None]  # [plan or error message, error class name]
     # cpu=True makes accelerate start the gloo process group on machines without CUDA.
     if PartialState(cpu=not torch.cuda.is_available()).is_main_process:
         try:
-            decision = [str(_choose_output_dir(config, explicit, resuming)), False]
-        except RunDirError as err:
-            decision = [str(err), True]
+            decision = [decide(), None]
+        except (RunDirError, CheckpointError) as err:
+            decision = [str(err), type(err).__name__]
     broadcast_object_list(decision)
-    if decision[1]:
-        raise RunDirError(decision[0])
-    config.output_dir = decision[0]
-    Path(decision[0]).mkdir(parents=True, exist_ok=True)
-    return Path(decision[0])
+    if decision[1] is not None:
+        raise (CheckpointError if decision[1] == CheckpointError.__name__ else RunDirError)(decision[0])
+    return decision[0]
 
 
-def _choose_output_dir(config: GRPOConfig, explicit: bool, resuming: bool) -> Path:
-    path = Path(config.output_dir)
-    if _is_non_empty_dir(path) and not (config.overwrite_output_dir or resuming):
-        if explicit:
-            raise RunDirError(
-                f"output directory {path} already holds a run. Pass --overwrite to write into it, "
-                f"--resume-from-checkpoint latest to continue it, or another --output-dir."
-            )
-        suffix = 2
-        while _is_non_empty_dir(Path(f"{path}-{suffix}")):
-            suffix += 1
-        path = Path(f"{path}-{suffix}")
-        config.output_dir = str(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def open_run_dir(plan: RunPlan) -> Path:
+    """Create the run directory of ``plan`` (moving an old run aside for --overwrite) and mark it running;
+    called once the run's inputs have been checked.  Only the main process writes."""
+    if is_main_process():
+        if plan.action == REPLACE:
+            moved = _move_aside(plan.path)
+            logger.warning("--overwrite: the previous contents of %s were moved to %s", plan.path, moved)
+        plan.path.mkdir(parents=True, exist_ok=True)
+        if plan.action == RESUME:
+            clear_staging(plan.path)
+        if plan.action != EVALUATE:
+            mark_run(plan.path, RUNNING, resumed_from=plan.checkpoint)
+    if world_size() > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
+    return plan.path
+
+
+def _move_aside(path: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.old-{stamp}")
+    suffix = 2
+    while target.exists():
+        target = path.with_name(f"{path.name}.old-{stamp}-{suffix}")
+        suffix += 1
+    path.rename(target)
+    return target
+
+
+def mark_run(run_dir: Path, state: str, **details) -> None:
+    """Write the run's marker atomically (temporary file, then rename); main process only."""
+    if not is_main_process():
+        return
+    marker = {
+        **(read_run_state(run_dir) or {}),
+        "state": state,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **details,
+    }
+    temporary = run_dir / f".{RUN_STATE_FILE}.tmp"
+    temporary.write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, run_dir / RUN_STATE_FILE)
+
+
+def close_run(run_dir: Path, interrupted: bool, steps: int) -> None:
+    """Mark the run finished, or interrupted (Ctrl-C / SIGTERM) with its last checkpoint to resume from."""
+    last = complete_checkpoints(run_dir)
+    mark_run(
+        run_dir, INTERRUPTED if interrupted else FINISHED, global_step=steps, checkpoint=last[-1].name if last else None
+    )
+
+
+def check_trains_a_step(num_prompts: int | None, config: GRPOConfig, processes: int) -> None:
+    """Refuse a run whose data is smaller than one generation batch: TRL would train 0 steps and save an
+    untrained adapter.  ``num_prompts`` None (a stream) cannot be checked."""
+    generations = getattr(config, "num_generations", None) or config.group_size
+    steps_per_generation = getattr(config, "steps_per_generation", None) or config.gradient_accumulation_steps
+    per_batch = config.per_device_train_batch_size * processes * steps_per_generation // generations
+    if num_prompts is None or num_prompts >= per_batch:
+        return
+    fits = generations * max(1, num_prompts // processes)
+    raise ConfigError(
+        f"the training data has {num_prompts} prompts, but one step takes {per_batch} (--batch-size "
+        f"{config.per_device_train_batch_size} x {processes} process(es) x --gradient-accumulation-steps "
+        f"{steps_per_generation} / --num-generations {generations}), so no step would be trained. Use at most "
+        f"--batch-size {fits} --gradient-accumulation-steps 1, or more data."
+    )
 
 
 def _wandb_credentials() -> bool:
@@ -210,3 +486,30 @@ def git_commit() -> str | None:
 
 def run_provenance() -> dict:
     return {"command": sys.argv, "versions": package_versions(), "git_commit": git_commit()}
+
+
+# ---- Errors at the end of a run ------------------------------------------------------------------------------
+# errno -> what a person does about it; an OSError with one of these is the environment, not a bug.
+ENVIRONMENT_ERRNOS = {
+    errno.EROFS: "the file system is read-only; choose a writable --output-dir",
+    errno.ENOSPC: "the disk is full; free some space or choose another --output-dir",
+    errno.EDQUOT: "the disk quota is used up; free some space or choose another --output-dir",
+    errno.EACCES: "permission denied; choose a folder you can write to with --output-dir, or fix the permissions",
+    errno.EPERM: "operation not permitted; choose a folder you can write to with --output-dir",
+}
+
+
+def environment_problem(err: OSError) -> str | None:
+    """One line for an OSError that the machine causes (read-only, full disk, permissions), else None."""
+    advice = ENVIRONMENT_ERRNOS.get(err.errno)
+    if advice is None:
+        return None
+    where = f" {err.filename}" if err.filename else ""
+    return f"cannot write{where}: {advice}. Any checkpoint already saved resumes with --resume-from-checkpoint latest."
+
+
+def report_crash(err: BaseException) -> None:
+    """An unexpected error: its traceback goes to the log files only, the terminal gets one line pointing there."""
+    logs = log_file_paths()
+    where = f"the traceback is in {logs[0]}" if logs else "no log file was open"
+    logger.error("unexpected error %s: %s (%s)", type(err).__name__, err, where, exc_info=err)

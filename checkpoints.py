@@ -1,0 +1,193 @@
+"""Checkpoints of a run: written atomically, verified before a resume, matched against the run that resumes them.
+
+The Trainer writes ``checkpoint-N`` file by file; a kill during the save would leave a folder that looks like a
+checkpoint but cannot be resumed.  ``install_atomic_checkpoints`` makes the Trainer write into
+``<run>/.checkpoint-staging/checkpoint-N`` and renames the folder into place once every file is written, so a
+``checkpoint-N`` folder in a run is always whole.  ``resolve_checkpoint('latest')`` still verifies what it picks
+(state parses, adapter weights load) and falls back to the newest good one, for folders written by older
+versions or damaged later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+
+from models import ModelError
+
+logger = logging.getLogger(__name__)
+
+STAGING_DIR = ".checkpoint-staging"
+TRAINER_STATE = "trainer_state.json"
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
+# adapter_config.json key -> the flag that sets it; a resume must use the same values.
+ADAPTER_SETTINGS = {"r": "--lora-rank", "lora_alpha": "lora_alpha", "target_modules": "lora_target_modules"}
+
+
+class CheckpointError(FileNotFoundError):
+    """A checkpoint that cannot be resumed; the message names the folder, what is wrong and the alternatives."""
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """N of a ``checkpoint-N`` folder name, None for any other name."""
+    match = CHECKPOINT_NAME.fullmatch(path.name)
+    return int(match.group(1)) if match else None
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """``checkpoint-N`` folders of ``output_dir`` with a trainer state (written last), oldest first."""
+    found = [
+        p
+        for p in Path(output_dir).glob("checkpoint-*")
+        if checkpoint_step(p) is not None and (p / TRAINER_STATE).is_file()
+    ]
+    return sorted(found, key=checkpoint_step)
+
+
+def read_trainer_state(checkpoint: str | Path) -> dict:
+    """The checkpoint's ``trainer_state.json`` (global_step, max_steps, log history)."""
+    return json.loads((Path(checkpoint) / TRAINER_STATE).read_text(encoding="utf-8"))
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` cannot be resumed (missing file, unreadable state or weights), or None if it can."""
+    if not checkpoint.is_dir():
+        return "no such folder"
+    missing = [name for name in (TRAINER_STATE, ADAPTER_CONFIG, ADAPTER_WEIGHTS) if not (checkpoint / name).is_file()]
+    if not (checkpoint / "optimizer.pt").is_file() and not any(checkpoint.glob("global_step*")):
+        missing.append("optimizer.pt")
+    if missing:
+        return f"missing {', '.join(missing)}"
+    try:
+        step = read_trainer_state(checkpoint)["global_step"]
+        json.loads((checkpoint / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except (ValueError, KeyError, TypeError, OSError) as err:
+        return f"unreadable {TRAINER_STATE} or {ADAPTER_CONFIG} ({type(err).__name__}: {err})"
+    if not isinstance(step, int):
+        return f"{TRAINER_STATE} has no integer global_step"
+    return _weights_problem(checkpoint / ADAPTER_WEIGHTS)
+
+
+def _weights_problem(path: Path) -> str | None:
+    """Load every tensor of a safetensors file; a truncated or corrupt file is reported, not raised."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        load_file(path)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        return f"{ADAPTER_WEIGHTS} does not load ({err})"
+    return None
+
+
+def resolve_checkpoint(resume: str | None, output_dir: str | Path) -> str | None:
+    """The checkpoint folder to resume from: ``resume`` itself, verified, or for 'latest' the newest good one
+    in ``output_dir`` (a damaged newer one is skipped with a warning)."""
+    if not resume:
+        return None
+    if resume != "latest":
+        problem = checkpoint_problem(Path(resume))
+        if problem:
+            good = [p.name for p in complete_checkpoints(output_dir)] or "none"
+            raise CheckpointError(
+                f"--resume-from-checkpoint {resume}: not a complete checkpoint folder ({problem}); "
+                f"complete ones in {output_dir}: {good}"
+            )
+        return resume
+    candidates = sorted(
+        (p for p in Path(output_dir).glob("checkpoint-*") if checkpoint_step(p) is not None), key=checkpoint_step
+    )
+    for checkpoint in reversed(candidates):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return str(checkpoint)
+        logger.warning("skipping %s: %s; trying the one before it", checkpoint, problem)
+    raise CheckpointError(f"--resume-from-checkpoint latest: no complete checkpoint-* folder in {output_dir}")
+
+
+def check_adapter_matches(checkpoint: str | Path, model) -> None:
+    """Refuse a checkpoint whose LoRA adapter differs from this run's (base model, rank, alpha, targets):
+    its weights would not fit, or would fit a different model."""
+    adapter_config = Path(checkpoint) / ADAPTER_CONFIG
+    peft_config = getattr(model, "peft_config", {}).get("default")
+    if not adapter_config.is_file() or peft_config is None:
+        return
+    saved = json.loads(adapter_config.read_text(encoding="utf-8"))
+    saved_base = saved.get("base_model_name_or_path")
+    if saved_base and saved_base != peft_config.base_model_name_or_path:
+        raise ModelError(
+            f"checkpoint {checkpoint} was trained on {saved_base}, but this run loads "
+            f"{peft_config.base_model_name_or_path}; resume with the same --model, or start a new --output-dir."
+        )
+    for key, setting in ADAPTER_SETTINGS.items():
+        ours, theirs = _comparable(getattr(peft_config, key, None)), _comparable(saved.get(key))
+        if theirs is not None and ours != theirs:
+            raise ModelError(
+                f"checkpoint {checkpoint} has a LoRA adapter with {key}={theirs}, but this run uses {ours}; "
+                f"resume with {setting} {theirs}, or start a new run in another --output-dir."
+            )
+
+
+def _comparable(value):
+    """Target-module lists compare as sets (PEFT stores them as a set, JSON as a list)."""
+    return sorted(value) if isinstance(value, (list, set, tuple)) else value
+
+
+def install_atomic_checkpoints(trainer) -> None:
+    """Make ``trainer`` write each checkpoint under a temporary name and rename it into place when complete.
+
+    The Trainer has no option for this, so its ``_save_checkpoint`` is wrapped on this instance: during the save
+    its output directory reads as the staging folder, then the main process renames the finished folder (after
+    every process has written its part) and applies ``save_total_limit`` to the real checkpoints.
+    """
+    from transformers.trainer_utils import rotate_checkpoints
+
+    save = trainer._save_checkpoint
+
+    def atomic_save(model, trial=None):
+        run_dir = Path(trainer.args.output_dir)
+        staging = run_dir / STAGING_DIR
+        trainer._get_output_dir = lambda trial=None: str(staging)
+        try:
+            save(model, trial)
+        finally:
+            del trainer._get_output_dir
+        trainer.accelerator.wait_for_everyone()
+        if trainer.args.should_save:
+            final = publish(staging / f"checkpoint-{trainer.state.global_step}", run_dir)
+            if trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).parent == staging:
+                trainer.state.best_model_checkpoint = str(run_dir / Path(trainer.state.best_model_checkpoint).name)
+            rotate_checkpoints(
+                str(run_dir), trainer.args.save_total_limit, trainer.state.best_model_checkpoint, use_mtime=False
+            )
+            logger.info("checkpoint saved: %s", final)
+        trainer.accelerator.wait_for_everyone()
+
+    trainer._save_checkpoint = atomic_save
+
+
+def publish(staged: Path, run_dir: Path) -> Path:
+    """Rename a fully written checkpoint folder into ``run_dir``, replacing one of the same step."""
+    final = run_dir / staged.name
+    if final.exists():
+        replaced = staged.with_name(f"replaced-{staged.name}")
+        shutil.rmtree(replaced, ignore_errors=True)
+        final.rename(replaced)
+        staged.rename(final)
+        shutil.rmtree(replaced, ignore_errors=True)
+    else:
+        staged.rename(final)
+    return final
+
+
+def clear_staging(run_dir: Path) -> None:
+    """Remove what a killed save left half-written (never a complete checkpoint: those were renamed)."""
+    staging = run_dir / STAGING_DIR
+    if staging.exists():
+        shutil.rmtree(staging)
+        logger.info("removed an unfinished checkpoint save in %s", staging)
