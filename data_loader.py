@@ -487,11 +487,14 @@ GZIP_MAGIC = b"\x1f\x8b"
 CSV_FIELD_LIMIT = 2**31 - 1  # real CSV cells (whole posts) exceed the csv module's 128 KiB default
 
 
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == GZIP_MAGIC
+
+
 def _open_text(path: Path):
     """Text (BOM-tolerant UTF-8), decompressed when the file is gzip whatever its name says."""
-    with open(path, "rb") as handle:
-        compressed = handle.read(2) == GZIP_MAGIC
-    if compressed:
+    if _is_gzip(path):
         return gzip.open(path, "rt", encoding="utf-8-sig")
     if path.suffix == ".gz":
         raise DataError(
@@ -501,9 +504,21 @@ def _open_text(path: Path):
     return open(path, encoding="utf-8-sig")
 
 
-def _not_utf8(path: Path, line: int, err: UnicodeDecodeError) -> DataError:
+def _first_non_utf8_line(path: Path) -> int:
+    """The number of the first line that is not UTF-8 (decoding in blocks does not say which line it was)."""
+    opener = gzip.open if _is_gzip(path) else open
+    with opener(path, "rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return lineno
+    return 1
+
+
+def _not_utf8(path: Path, err: UnicodeDecodeError) -> DataError:
     return DataError(
-        f"{path}:{line}: not UTF-8 text ({err.reason}). Re-save the file as UTF-8, "
+        f"{path}:{_first_non_utf8_line(path)}: not UTF-8 text ({err.reason}). Re-save the file as UTF-8, "
         f"e.g. iconv -f latin1 -t utf-8 {path.name} > fixed{''.join(path.suffixes)}."
     )
 
@@ -523,7 +538,7 @@ def iter_json_lines(path: Path, report: ConversionReport) -> Iterator[tuple[str,
                     continue
                 yield f"{path}:{lineno}", record
     except UnicodeDecodeError as err:
-        raise _not_utf8(path, lineno + 1, err) from None
+        raise _not_utf8(path, err) from None
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(
             f"{path}: corrupt or truncated compressed data after line {lineno} ({err}). "
@@ -537,7 +552,7 @@ def read_json_records(path: Path, report: ConversionReport) -> Iterator[tuple[st
         try:
             data = json.loads(path.read_text(encoding="utf-8-sig"))
         except UnicodeDecodeError as err:
-            raise _not_utf8(path, 1, err) from None
+            raise _not_utf8(path, err) from None
         except json.JSONDecodeError:
             data = None  # a .json file may hold JSON Lines too
         if isinstance(data, list):
@@ -565,7 +580,7 @@ def read_csv_records(path: Path, report: ConversionReport) -> Iterator[tuple[str
                 else:
                     yield f"{path}:{line}", record
     except UnicodeDecodeError as err:
-        raise _not_utf8(path, line, err) from None
+        raise _not_utf8(path, err) from None
     except csv.Error as err:
         raise DataError(
             f"{path}: malformed CSV after line {line} ({err}), e.g. a quote that is never closed. "

@@ -305,3 +305,78 @@ def test_every_named_source_from_a_local_copy(tmp_path, name, row, chosen):
     Dataset.from_list([row] * 3).save_to_disk(str(folder))  # what save_to_disk of the hub copy gives
     dataset = load_grpo_dataset(name, dataset_path=str(folder))
     assert len(dataset) == 3 and dataset[0][CHOSEN] == chosen and dataset[0][PROMPT][-1]["role"] == "user"
+
+
+def _truncated_gzip(path):
+    write_jsonl(path, SEED_ROWS * 200, opener=gzip.open)
+    path.write_bytes(path.read_bytes()[:-40])
+
+
+def _corrupt_parquet(path):
+    from datasets import Dataset
+
+    Dataset.from_list(SEED_ROWS).to_parquet(str(path))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = b"\0" * 64
+    path.write_bytes(bytes(data))
+
+
+FAULTY_FILES = [  # (file name, writer, words the one-line message must hold)
+    ("trunc.jsonl.gz", _truncated_gzip, ["trunc.jsonl.gz", "corrupt or truncated compressed data", "again"]),
+    ("plain.jsonl.gz", lambda p: write_jsonl(p, SEED_ROWS), ["plain.jsonl.gz", "not gzip-compressed", "Rename"]),
+    ("bad.parquet", _corrupt_parquet, ["bad.parquet", "cannot be read as Parquet", "write the file again"]),
+    ("folder.jsonl", lambda p: p.mkdir(), ["folder.jsonl", "not one written by datasets' save_to_disk"]),
+    ("quote.csv", lambda p: p.write_text('prompt,chosen\nq1,a\n"q2,b\n', encoding="utf-8"), ["quote.csv", "quote"]),
+    ("latin.csv", lambda p: p.write_bytes("prompt,chosen\ncafé,x\n".encode("latin-1")), ["latin.csv:2:", "UTF-8"]),
+    (
+        "types.jsonl",
+        lambda p: write_jsonl(p, [{**SEED_ROWS[0], "extra": 1}, {**SEED_ROWS[1], "extra": "one"}]),
+        ["types.jsonl:2", "column 'extra'", "one type"],
+    ),
+    (
+        "summarize.jsonl",
+        lambda p: write_jsonl(p, [{**SUMMARIZE_OPENAI_ROW, "summaries": [{"text": 1}, {"text": "b"}]}]),
+        ["summarize.jsonl:1", "'summaries[0].text' must be text, got a number"],
+    ),
+    (
+        "openbmb.jsonl",
+        lambda p: write_jsonl(p, [{**ULTRAFEEDBACK_RAW_ROW, "instruction": 7}]),
+        ["openbmb.jsonl:1", "'instruction' must be text, got a number"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "writer", "words"), FAULTY_FILES, ids=[f[0] for f in FAULTY_FILES])
+def test_faulty_files_give_one_clear_error(tmp_path, name, writer, words):
+    path = tmp_path / name
+    writer(path)
+    with pytest.raises(DataError) as err:
+        load_grpo_dataset(str(path))
+    assert all(word in str(err.value) for word in words), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_utf8_bom_is_accepted(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (json.dumps(SEED_ROWS[0], ensure_ascii=False) + "\n").encode("utf-8"))
+    assert load_grpo_dataset(str(path))[0][CHOSEN] == "선호 답변 0"
+
+
+def test_csv_numbers_stay_text(tmp_path):
+    path = tmp_path / "nums.csv"
+    path.write_text("prompt,chosen,rejected\nWhat is 2+2?,4,5\nWhat is 3+3?,6,7\n", encoding="utf-8")
+    dataset = load_grpo_dataset(str(path))
+    assert dataset[CHOSEN] == ["4", "6"] and dataset[REJECTED] == ["5", "7"]
+
+
+def test_openbmb_ratings_in_the_published_layout():
+    """Aspect ratings are {"Rating": "4", ...} objects (older dumps: lists of them); "N/A" is ignored."""
+    row = {
+        "instruction": "Name a prime number.",
+        "completions": [
+            {"response": "9", "annotations": {"honesty": {"Rating": "1"}, "helpfulness": [{"Rating": "2"}]}},
+            {"response": "7", "annotations": {"honesty": {"Rating": "5"}, "truthfulness": {"Rating": "N/A"}}},
+            {"response": "unrated", "annotations": {}, "overall_score": None},
+        ],
+    }
+    assert (convert_ultrafeedback_raw(row)[CHOSEN], convert_ultrafeedback_raw(row)[REJECTED]) == ("7", "9")

@@ -172,3 +172,13 @@ def test_ultrafeedback_large_trains_two_steps_on_real_schema_rows(tmp_path):
 def test_hh_rlhf_trains_two_steps_on_real_rows(tmp_path):
     log = cli_two_steps(tmp_path, "hh_rlhf", HH_SAMPLE)
     assert "converted 108 of 108 rows" in log
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "rows"), [("hh_rlhf", HH_SAMPLE, 108), ("ultrafeedback_large", OPENBMB_SAMPLE, 10)]
+)
+def test_streaming_real_files_gives_the_same_rows(name, path, rows):
+    streamed = list(load_grpo_dataset(name, dataset_path=str(path), streaming=True))
+    eager = load_grpo_dataset(name, dataset_path=str(path))
+    assert len(streamed) == rows and [r[PROMPT] for r in streamed] == eager[PROMPT]
+    assert "completions" not in streamed[0]
