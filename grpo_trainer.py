@@ -21,20 +21,22 @@ from typing import Any
 
 import torch
 
-from callbacks import GracefulStop, MetricsLogger
-from config import GRPOConfig, check_batch_arithmetic, to_trl_args
+# isort: off
+from config import GRPOConfig  # first: it imports Unsloth, when it may be the backend, before transformers/TRL
+# isort: on
+from callbacks import GracefulStop, MetricsLogger, ResumeCheck, prepare_trainer
+from checkpoints import check_adapter_matches, complete_checkpoints, read_trainer_state, resolve_checkpoint
 from data_loader import CHOSEN, PROMPT, REJECTED
 from memory import out_of_memory_error
-from models import LoadedModel, ModelError, import_unsloth_first, load_adapter, load_model
+from models import LoadedModel, import_unsloth_first, load_adapter, load_model
 from rewards import RewardFunc, build_reward_functions, completion_text, score_completions
-from run_utils import decide_trackers, is_main_process, keep_previous, world_size
+from run_utils import check_trains_a_step, is_main_process, keep_previous, world_size
 
 __all__ = ["GRPOConfig", "GRPOTrainer"]
 
 logger = logging.getLogger(__name__)
 
 EVAL_RESULTS_FILE = "eval_results.json"
-STATIC_CACHE = "static"
 SAMPLES_IN_REPORT = 5
 
 
@@ -47,18 +49,29 @@ class GRPOTrainer:
         reward_functions: list[RewardFunc] | None = None,
         reward_weights: list[float] | None = None,
     ) -> None:
-        config.validate()
+        config.validate()  # the seed's API sets attributes by hand after building the config
         self.config = config
-        if reward_functions is None:
-            reward_functions, reward_weights = build_reward_functions(
-                config.selected_rewards, config.reward_config, config.reward_config_name
-            )
-        self.reward_functions = reward_functions
-        self.reward_weights = reward_weights or [1.0] * len(reward_functions)
+        self._reward_functions = reward_functions
+        self._reward_weights = reward_weights
         self.loaded: LoadedModel | None = None
         self.trl_trainer = None
 
     # ----------------------------------------------------------------------------------------------
+    @property
+    def reward_functions(self) -> list[RewardFunc]:
+        """The rewards given to the constructor, else those the config names (built on first use)."""
+        if self._reward_functions is None:
+            self._reward_functions, weights = build_reward_functions(
+                self.config.reward_functions, self.config.reward_config, self.config.reward_config_name
+            )
+            self._reward_weights = self._reward_weights or weights
+        return self._reward_functions
+
+    @property
+    def reward_weights(self) -> list[float]:
+        functions = self.reward_functions
+        return list(self._reward_weights or self.config.reward_weights or [1.0] * len(functions))
+
     @property
     def model(self):
         return self._require_loaded().model
@@ -91,21 +104,10 @@ class GRPOTrainer:
     def build_trl_trainer(self, train_dataset, eval_dataset=None, callbacks: list | None = None):
         """The underlying ``trl.GRPOTrainer`` (also useful to customise before ``train``)."""
         loaded = self._require_loaded()
-        check_batch_arithmetic(self.config, world_size())
-        run_specific = {}  # TRL settings that depend on this run; config.trl_args still override them
-        if eval_dataset is not None and self.config.eval_steps:
-            run_specific |= {"eval_strategy": "steps", "eval_steps": self.config.eval_steps}
-        if loaded.backend == "transformers" and loaded.device == "cuda":
-            # Measured on an H100 (docs/benchmarks.md): 1.32x rollout tokens/s at the same peak memory.
-            run_specific["cache_implementation"] = STATIC_CACHE
-        args = to_trl_args(
-            self.config,
-            use_cpu=loaded.device == "cpu",
-            bf16=loaded.bf16,
-            report_to=decide_trackers(self.config),
-            reward_weights=self.reward_weights,
-            **run_specific,
-        )
+        args = self.config
+        if args.reward_weights is None and set(self.reward_weights) != {1.0}:
+            # Built in Python without build_config: the reward config's weights were not filled in yet.
+            args.reward_weights = self.reward_weights
         import trl
 
         if loaded.device == "cpu":
@@ -133,11 +135,15 @@ class GRPOTrainer:
         resume = resolve_checkpoint(
             resume_from_checkpoint or self.config.resume_from_checkpoint, self.config.output_dir
         )
-        if resume:
-            check_same_base_model(resume, self.model)
+        check_trains_a_step(len(dataset) if hasattr(dataset, "__len__") else None, self.config, world_size())
         stop = GracefulStop()
         own_callbacks = [MetricsLogger(Path(self.config.output_dir)), stop]
+        if resume:
+            check_adapter_matches(resume, self.model)
+            own_callbacks.append(ResumeCheck(resume))
+            logger.info("resuming from %s (step %d)", resume, read_trainer_state(resume)["global_step"])
         trainer = self.build_trl_trainer(dataset, eval_dataset, [*own_callbacks, *(callbacks or [])])
+        prepare_trainer(trainer, self.config)
         started = time.monotonic()
         in_main_thread = threading.current_thread() is threading.main_thread()
         if in_main_thread:
@@ -263,43 +269,6 @@ def write_eval_results(run_dir: Path, results: dict[str, Any]) -> Path:
     path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     logger.info("evaluation written to %s", path)
     return path
-
-
-def complete_checkpoints(output_dir: str | Path) -> list[Path]:
-    """``checkpoint-N`` folders that were fully written (the Trainer writes trainer_state.json last), oldest first."""
-    found = [p for p in Path(output_dir).glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
-
-
-def resolve_checkpoint(resume: str | None, output_dir: str) -> str | None:
-    """A checkpoint folder for ``resume`` ('latest' = newest complete ``checkpoint-N`` in ``output_dir``)."""
-    if not resume:
-        return None
-    if resume == "latest":
-        checkpoints = complete_checkpoints(output_dir)
-        if not checkpoints:
-            raise FileNotFoundError(f"--resume-from-checkpoint latest: no complete checkpoint-* folder in {output_dir}")
-        return str(checkpoints[-1])
-    if not (Path(resume) / "trainer_state.json").is_file():
-        raise FileNotFoundError(
-            f"--resume-from-checkpoint {resume}: not a complete checkpoint folder (no trainer_state.json); "
-            f"complete ones in {output_dir}: {[p.name for p in complete_checkpoints(output_dir)] or 'none'}"
-        )
-    return resume
-
-
-def check_same_base_model(checkpoint: str, model) -> None:
-    """Refuse to resume from a checkpoint whose adapter was trained on another base model."""
-    adapter_config = Path(checkpoint) / "adapter_config.json"
-    peft_config = getattr(model, "peft_config", {}).get("default")
-    if not adapter_config.is_file() or peft_config is None:
-        return
-    saved_base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
-    if saved_base and saved_base != peft_config.base_model_name_or_path:
-        raise ModelError(
-            f"checkpoint {checkpoint} was trained on {saved_base}, but this run loads "
-            f"{peft_config.base_model_name_or_path}; resume with the same --model, or start a new --output-dir."
-        )
 
 
 def summarize_log_history(history: list[dict[str, Any]]) -> dict[str, Any]:

@@ -14,13 +14,20 @@ import importlib.util
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from config import EMBEDDED_MODEL, MODEL_ALIASES, GRPOConfig
-from run_utils import world_size
+from config_base import (
+    EMBEDDED_MODEL,
+    MODEL_ALIASES,
+    import_unsloth_first,  # noqa: F401  (re-exported for the trainer)
+    world_size,
+)
+
+if TYPE_CHECKING:
+    from config import GRPOConfig
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +110,7 @@ def resolve_model_path(model_name: str) -> str:
 def _hub_error(model_name: str, resolved: str, err: Exception) -> ModelError:
     return ModelError(
         f"model '{model_name}' ({resolved}) could not be loaded: {str(err).splitlines()[0]} Offline or not cached? "
-        f"Download it where the hub is reachable (huggingface-cli download {resolved} --local-dir DIR) and pass "
+        f"Download it where the hub is reachable (hf download {resolved} --local-dir DIR) and pass "
         f"--model DIR, or use the embedded model: --model {EMBEDDED_MODEL}. Set HF_HUB_OFFLINE=1 to fail fast."
     )
 
@@ -155,12 +162,9 @@ def resolve_backend(requested: str) -> str:
     return "unsloth"
 
 
-def import_unsloth_first(requested: str) -> None:
-    """Import Unsloth before TRL/transformers so that its patches apply, when it will be the backend."""
-    if requested in ("auto", "unsloth") and "unsloth" not in sys.modules and unsloth_installed() and cuda_available():
-        if world_size() > 1:
-            return
-        import unsloth  # noqa: F401
+def uses_static_cache(requested: str) -> bool:
+    """Whether rollouts use a static KV cache: the transformers backend on CUDA (1.32x measured, same memory)."""
+    return cuda_available() and resolve_backend(requested) == "transformers"
 
 
 @dataclass

@@ -4,22 +4,25 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from config import (
+from config_base import (
     EMBEDDED_MODEL,
     MODEL_ALIASES,
+    PRESET_FILES,
     REWARD_NAMES,
     ConfigError,
-    GRPOConfig,
-    build_config,
-    check_batch_arithmetic,
+    import_unsloth_first,
+    read_json_object,
 )
-from run_utils import world_size
+
+if TYPE_CHECKING:
+    from config import GRPOConfig
 
 logger = logging.getLogger("train_grpo")
 
@@ -30,7 +33,7 @@ FLAG_TO_KEY = {
     "dataset": "dataset_name",
     "dataset_path": "dataset_path",
     "dataset_subset": "dataset_subset",
-    "custom_data": "custom_data",
+    "custom_data": "custom_data",  # an alias of dataset_name, resolved with the other flags
     "max_samples": "max_samples",
     "eval_samples": "eval_samples",
     "eval_steps": "eval_steps",
@@ -44,7 +47,10 @@ FLAG_TO_KEY = {
     "wandb_project": "wandb_project",
     "report_to": "report_to",
     "resume_from_checkpoint": "resume_from_checkpoint",
-    "num_generations": "group_size",
+    "num_generations": "num_generations",
+    "generation_batch_size": "generation_batch_size",
+    "reward_timeout": "reward_timeout",
+    "reward_model": "reward_model",
     "max_completion_length": "max_completion_length",
     "lora_rank": "lora_rank",
     "backend": "backend",
@@ -77,9 +83,16 @@ def reward_name(value: str) -> str:
     raise argparse.ArgumentTypeError(f"{value!r}: {', '.join(REWARD_NAMES)} 중 하나 또는 package.module.function")
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse with a one-line error instead of the usage block (``--help`` still shows everything)."""
+
+    def error(self, message: str):
+        self.exit(2, f"ERROR {self.prog}: {message} (전체 옵션: python train_grpo.py --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     models = ",".join(list(MODEL_ALIASES))
-    p = argparse.ArgumentParser(
+    p = OneLineErrorParser(
         prog="train_grpo.py",
         description="TRL GRPO 트레이너로 LoRA 강화 학습을 수행합니다 (CPU, 단일 GPU + Unsloth, 다중 GPU).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -111,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, metavar="N", help="장치당 배치 크기 (완성 문장 수 기준)")
     p.add_argument("--gradient-accumulation-steps", type=int, metavar="N", help="그래디언트 누적 스텝 수")
     p.add_argument("--num-generations", type=int, metavar="G", help="프롬프트당 생성 수 (그룹 크기, group_size)")
+    p.add_argument(
+        "--generation-batch-size",
+        type=int,
+        metavar="N",
+        help="한 번에 생성할 완성 문장 수 (TRL generation_batch_size; 기본: 최적화 배치와 같음)",
+    )
     p.add_argument("--max-completion-length", type=int, metavar="N", help="완성 문장 최대 토큰 수")
     p.add_argument("--lora-rank", type=int, metavar="R", help="LoRA 랭크")
     p.add_argument("--beta", type=float, metavar="B", help="KL 페널티 계수 (0: KL 없음)")
@@ -131,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="{accuracy,length,custom}",
         help="보상 함수 타입, 여러 개 가능 (기본: accuracy); package.module.function 도 가능",
     )
+    p.add_argument("--reward-timeout", type=float, metavar="SEC", help="보상 함수 호출 제한 시간(초), 넘으면 None")
+    p.add_argument("--reward-model", metavar="PATH", help="보상 모델 (시퀀스 분류 모델 폴더 또는 허브 ID)")
     p.add_argument("--reward-config", metavar="PATH", help="보상 함수 설정 파일 경로 (JSON), 커스텀 보상 함수 설정")
     p.add_argument(
         "--reward-preview",
@@ -147,7 +168,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> GRPOConfig:
+def preset_name(args: argparse.Namespace) -> str | None:
+    return "quick_test" if args.quick_test else "production" if args.production else None
+
+
+def requested_backend(args: argparse.Namespace) -> str:
+    """The backend asked for by the flags, else the config file, else the preset: read before any heavy import.
+
+    A file that cannot be read here is reported properly when the config is built; ``auto`` stands in until then.
+    """
+    if args.backend:
+        return args.backend
+    preset = preset_name(args)
+    for path in (args.config, PRESET_FILES[preset] if preset else None):
+        if path:
+            try:
+                backend = read_json_object(path, "config").get("backend")
+            except ConfigError:
+                continue
+            if isinstance(backend, str):
+                return backend
+    return "auto"
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags that were given, as config keys (one table: FLAG_TO_KEY)."""
     overrides: dict[str, Any] = {
         FLAG_TO_KEY[dest]: value for dest, value in vars(args).items() if dest in FLAG_TO_KEY and value is not None
     }
@@ -155,13 +200,45 @@ def config_from_args(args: argparse.Namespace) -> GRPOConfig:
         overrides["use_wandb"] = False
     if overrides.get("report_to") == ["none"]:
         overrides["report_to"] = []
-    if args.custom_data:
-        overrides["dataset_name"] = args.custom_data
-    preset = "quick_test" if args.quick_test else "production" if args.production else None
-    config = build_config(preset=preset, config_file=args.config, overrides=overrides)
-    if not (args.eval_only or args.reward_preview):  # the batch arithmetic concerns training only
-        check_batch_arithmetic(config, world_size())
-    return config
+    return overrides
+
+
+def saved_run_layer(args: argparse.Namespace, overrides: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """For --eval-only, the evaluated run's own settings (rewards, data, split) between the file and the flags."""
+    from config import PROJECT_DEFAULTS, merge_layers
+
+    if not args.eval_only:
+        return []
+    layers = [("project defaults", PROJECT_DEFAULTS)]
+    preset = preset_name(args)
+    if preset:
+        layers.append((f"preset '{preset}'", read_json_object(PRESET_FILES[preset], f"preset '{preset}'")))
+    if args.config:
+        layers.append((f"config file {args.config}", read_json_object(args.config, "config")))
+    run_dir = Path(merge_layers([*layers, ("command line", overrides)])["output_dir"])
+    saved = run_dir / RUN_CONFIG_FILE
+    if not saved.is_file():
+        return []
+    values = read_json_object(saved, "run config")
+    # Evaluation happens here and now: the run's own place, resume point and trackers do not apply.
+    for key in ("resume_from_checkpoint", "report_to", "overwrite_output_dir", "reward_weights"):
+        values.pop(key, None)
+    return [(f"run config {saved}", values)]
+
+
+def config_from_args(args: argparse.Namespace) -> GRPOConfig:
+    """defaults < preset < --config file < (for --eval-only, the run's own config) < flags."""
+    from config import build_config
+
+    overrides = flag_overrides(args)
+    return build_config(
+        preset=preset_name(args),
+        config_file=args.config,
+        overrides=overrides,
+        extra_layers=saved_run_layer(args, overrides),
+        # The batch arithmetic concerns training; evaluation and the preview generate with their own batches.
+        check_batches=not (args.eval_only or args.reward_preview),
+    )
 
 
 def load_data(config: GRPOConfig, eval_only: bool):
@@ -189,42 +266,59 @@ def load_data(config: GRPOConfig, eval_only: bool):
 def main(
     config: GRPOConfig, *, eval_only: bool = False, reward_preview: bool = False, output_dir_given: bool = True
 ) -> dict[str, Any]:
-    """One run, top to bottom: output dir and logging, data, rewards, model, trainer, train, save."""
-    from models import import_unsloth_first
-
-    import_unsloth_first(config.backend)  # Unsloth patches TRL and transformers only if it comes first
-    from config import save_config_to_file
+    """One run, top to bottom: output dir (decided), data, rewards, model, then the run dir is opened (created,
+    or an old run moved aside) and logged to, train, save.  Nothing is written before the inputs are checked."""
+    from config import config_values, save_config_to_file
     from data_loader import filter_long_prompts
     from grpo_trainer import GRPOTrainer
-    from rewards import preview_rewards
-    from run_utils import is_main_process, keep_previous, prepare_output_dir, run_provenance, setup_logging
+    from rewards import build_reward_functions, preview_rewards
+    from run_utils import (
+        check_trains_a_step,
+        close_run,
+        decide_run_dir,
+        is_main_process,
+        keep_previous,
+        open_run_dir,
+        run_provenance,
+        setup_logging,
+        world_size,
+    )
 
-    # Output directory and logging
-    reuses_run = eval_only or reward_preview or bool(config.resume_from_checkpoint)
-    run_dir = prepare_output_dir(config, explicit=output_dir_given, resuming=reuses_run)
-    setup_logging(run_dir)
-    if is_main_process() and (not reuses_run or config.resume_from_checkpoint):
-        keep_previous(run_dir / RUN_CONFIG_FILE)
-        save_config_to_file(config, run_dir / RUN_CONFIG_FILE, extra=run_provenance())
-    logger.info("run directory: %s", run_dir)
+    # Output directory: decided here, created once the inputs are checked
+    plan = decide_run_dir(config, explicit=output_dir_given, evaluating=eval_only, previewing=reward_preview)
+    config.output_dir, config.resume_from_checkpoint = str(plan.path), plan.checkpoint
 
     # Data
     train_set, eval_set = load_data(config, eval_only)
     logger.info("data: %s training prompts, %s held out", _size(train_set), _size(eval_set))
 
     # Rewards
-    trainer = GRPOTrainer(config)
+    reward_functions, _ = build_reward_functions(
+        config.reward_functions, config.reward_config, config.reward_config_name
+    )
     if reward_preview:
-        return preview_rewards(train_set, trainer.reward_functions)
+        return preview_rewards(train_set, reward_functions)
+    trainer = GRPOTrainer(config, reward_functions=reward_functions, reward_weights=config.reward_weights)
 
     # Model
-    adapter = run_dir if eval_only and (run_dir / "adapter_model.safetensors").is_file() else None
+    adapter = plan.path if eval_only and (plan.path / "adapter_model.safetensors").is_file() else None
     trainer.load_model(adapter_dir=adapter)
+    if not eval_only:
+        train_set = filter_long_prompts(train_set, trainer.tokenizer, config.max_prompt_length)
+        check_trains_a_step(len(train_set) if hasattr(train_set, "__len__") else None, config, world_size())
+
+    # Run directory and logging
+    run_dir = open_run_dir(plan)
+    setup_logging(run_dir)
+    if is_main_process() and not eval_only:
+        keep_previous(run_dir / RUN_CONFIG_FILE)
+        save_config_to_file(config, run_dir / RUN_CONFIG_FILE, extra=run_provenance())
+    logger.info("run directory: %s (%s)", run_dir, plan.action)
+    logger.info("settings: %s", json.dumps(config_values(config), ensure_ascii=False, default=str))
     if eval_only:
         results = trainer.evaluate(eval_set)
         print_eval_summary(results, adapter)
         return results
-    train_set = filter_long_prompts(train_set, trainer.tokenizer, config.max_prompt_length)
 
     # Train
     summary = trainer.train(train_set, eval_dataset=eval_set)
@@ -234,6 +328,7 @@ def main(
     summary["log_file"] = str(run_dir / "grpo_training.log")
     summary["config_file"] = str(run_dir / RUN_CONFIG_FILE)
     summary["plot"] = write_plot(run_dir) if is_main_process() else None
+    close_run(run_dir, summary["interrupted"], summary["steps"])
     print_train_summary(summary)
     if summary["interrupted"]:
         logger.warning("stopped early at step %d; resume with:\n  %s", summary["steps"], resume_command(run_dir))
@@ -304,17 +399,13 @@ def print_eval_summary(results: dict[str, Any], adapter: Path | None) -> None:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    from run_utils import restore_stdout, setup_logging
+    args = build_parser().parse_args(argv)
+    import_unsloth_first(requested_backend(args))  # before anything imports transformers, TRL or PEFT
+    from run_utils import environment_problem, report_crash, restore_stdout, setup_logging
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     setup_logging(None)  # errors before the run directory exists still reach ./grpo_training.log
     try:
         config = config_from_args(args)
-    except ConfigError as err:
-        logger.error("%s", err)
-        parser.error(str(err))
-    try:
         result = main(
             config,
             eval_only=args.eval_only,
@@ -327,6 +418,16 @@ def cli(argv: list[str] | None = None) -> int:
     except user_errors() as err:
         logger.error("%s", err)
         return 2
+    except OSError as err:
+        problem = environment_problem(err)
+        if problem is None:
+            report_crash(err)
+            return 1
+        logger.error("%s", problem)
+        return 2
+    except Exception as err:  # noqa: BLE001 - any other error is a bug: traceback to the log, one line here
+        report_crash(err)
+        return 1
     finally:
         restore_stdout()
     return 130 if result.get("interrupted") else 0

@@ -13,7 +13,7 @@ SEED_COMMANDS = {
     "--reward-function accuracy": {"reward_functions": ["accuracy"]},
     "--reward-function accuracy length": {"reward_functions": ["accuracy", "length"]},
     "--max-samples 1000": {"max_samples": 1000},
-    "--production": {"model_name": "llama-3.1-8b", "group_size": 8},
+    "--production": {"model_name": "llama-3.1-8b", "group_size": 8, "num_generations": 8},
     "--custom-data /path/to/your_data.jsonl": {"dataset_name": "/path/to/your_data.jsonl"},
     "--reward-function length": {"reward_functions": ["length"]},
     "--reward-function custom": {"reward_functions": ["custom"]},
@@ -68,10 +68,13 @@ def test_defaults_match_the_seed():
     ],
 )
 def test_bad_command_lines_exit_with_a_message(command, message, capsys, in_tmp_cwd):
-    with pytest.raises(SystemExit) as exit_info:
-        cli(shlex.split(command))
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    try:
+        code = cli(shlex.split(command))
+    except SystemExit as exit_info:  # argparse's own errors
+        code = exit_info.code
+    assert code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and "ERROR" in errors[0] and message in errors[0]  # one line, no usage block
 
 
 def test_help_is_korean(capsys):

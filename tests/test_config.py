@@ -1,22 +1,27 @@
-"""Config: precedence, validation, JSON round trip and the mapping to trl.GRPOConfig."""
+"""Config: TRL owns the trainer settings, layers merge in one order, aliases, validation, JSON round trip."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 
 import pytest
+import trl
 
+import config as config_module
 from config import (
     CONFIG_DIR,
     ConfigError,
     GRPOConfig,
     build_config,
     check_batch_arithmetic,
+    config_values,
     create_default_config,
     load_config_from_file,
     save_config_to_file,
-    to_trl_args,
 )
+from config_base import PROJECT_DEFAULTS
 
 
 def write_json(path, data):
@@ -24,57 +29,167 @@ def write_json(path, data):
     return path
 
 
+def test_no_trl_field_is_declared_again():
+    ours = {f.name for f in dataclasses.fields(GRPOConfig)} - set(trl.GRPOConfig.__dataclass_fields__)
+    assert ours == set(config_module.OWN_KEYS)
+    redeclared = [n for n in GRPOConfig.__annotations__ if n in trl.GRPOConfig.__dataclass_fields__]
+    assert redeclared == []
+    assert issubclass(GRPOConfig, trl.GRPOConfig)
+
+
 def test_precedence_defaults_preset_file_flags(tmp_path):
     file = write_json(tmp_path / "c.json", {"learning_rate": 2e-5, "max_steps": 5})
-    assert GRPOConfig().max_steps == -1
+    assert build_config().max_steps == -1  # TRL's default
     assert build_config(preset="quick_test").max_steps == 8  # preset beats default
     assert build_config(preset="quick_test", config_file=str(file)).max_steps == 5  # file beats preset
     flags = build_config(preset="quick_test", config_file=str(file), overrides={"max_steps": 2})
     assert flags.max_steps == 2 and flags.learning_rate == 2e-5  # flags beat file, file kept elsewhere
     assert flags.model_name == "smollm2-135m"  # preset kept where nothing overrides it
+    assert build_config().learning_rate == PROJECT_DEFAULTS["learning_rate"]  # project default beats TRL's
 
 
-def test_seed_example_config_loads_with_every_key():
+# The seed's example config (config/grpo_config.json): every key, what it becomes.
+SEED_KEYS = {
+    "model_name": ("model_name", "unsloth/llama-3.1-8b-bnb-4bit"),
+    "max_seq_length": ("max_seq_length", 2048),
+    "learning_rate": ("learning_rate", 5e-7),
+    "num_train_epochs": ("num_train_epochs", 3),
+    "per_device_train_batch_size": ("per_device_train_batch_size", 2),
+    "per_device_eval_batch_size": ("per_device_eval_batch_size", 2),
+    "gradient_accumulation_steps": ("gradient_accumulation_steps", 4),
+    "max_samples": ("max_samples", 1000),
+    "output_dir": ("output_dir", "./grpo_outputs"),
+    "beta": ("beta", 0.1),
+    "gamma": (None, None),  # checked, nothing stored
+    "group_size": ("num_generations", 4),
+    "reward_function_type": ("reward_functions", ["accuracy", "length", "custom"]),
+    "reward_config_name": ("reward_config_name", "balanced"),
+}
+
+
+def test_seed_example_config_covers_every_key():
+    assert set(json.loads((CONFIG_DIR / "grpo_config.json").read_text())) == set(SEED_KEYS)
+
+
+@pytest.mark.parametrize(("key", "target"), SEED_KEYS.items())
+def test_seed_example_config_key(key, target):
     config = load_config_from_file(CONFIG_DIR / "grpo_config.json")
-    assert config.model_name == "unsloth/llama-3.1-8b-bnb-4bit"
-    assert (config.group_size, config.beta, config.gamma) == (4, 0.1, 1.0)
-    assert config.selected_rewards == ["accuracy", "length", "custom"]  # reward_function_type "systematic"
-    assert config.reward_config_name == "balanced"
+    attribute, value = target
+    if attribute is not None:
+        assert getattr(config, attribute) == value
+    else:
+        assert key not in config_values(config)
+
+
+@pytest.mark.parametrize(
+    ("lower", "upper", "attribute", "expected"),
+    [
+        # Each alias in a file, its canonical key as a flag, and the other way round: the higher layer wins.
+        ({"group_size": 4}, {"num_generations": 8}, "num_generations", 8),
+        ({"num_generations": 8}, {"group_size": 2}, "num_generations", 2),
+        ({"reward_function_type": "systematic"}, {"reward_functions": ["accuracy"]}, "reward_functions", ["accuracy"]),
+        ({"reward_functions": ["length"]}, {"reward_function_type": "accuracy"}, "reward_functions", ["accuracy"]),
+        ({"custom_data": "a.jsonl"}, {"dataset_name": "hh_rlhf"}, "dataset_name", "hh_rlhf"),
+        ({"dataset_name": "hh_rlhf"}, {"custom_data": "b.jsonl"}, "dataset_name", "b.jsonl"),
+        ({"temperature": 0.7}, {"temperature": 0.9}, "temperature", 0.9),  # a TRL field with no flag of its own
+    ],
+)
+def test_aliases_and_layer_order(tmp_path, lower, upper, attribute, expected):
+    file = write_json(tmp_path / "c.json", lower)
+    assert getattr(build_config(config_file=str(file), overrides=upper), attribute) == expected
+    # the same two layers as preset-like file and command line, and reversed
+    reverse = write_json(tmp_path / "r.json", upper)
+    assert getattr(build_config(config_file=str(reverse)), attribute) == expected
+
+
+def test_file_reward_type_does_not_beat_the_flag(tmp_path):
+    """Leak 1: reward_function_type in a file beat --reward-function on the command line."""
+    file = write_json(tmp_path / "c.json", {"reward_function_type": "systematic"})
+    config = build_config(config_file=str(file), overrides={"reward_functions": ["accuracy"]})
+    assert config.reward_functions == ["accuracy"]
+    assert config.reward_weights == [1.0]  # the weights follow the rewards really used
+    saved = config_values(config)
+    assert saved["reward_functions"] == ["accuracy"] and "reward_function_type" not in saved
+
+
+def test_custom_data_in_a_file_is_used(tmp_path):
+    """Leak 2: custom_data in a config file was accepted and ignored (the run trained on ultrafeedback)."""
+    file = write_json(tmp_path / "c.json", {"custom_data": "my.jsonl"})
+    assert build_config(config_file=str(file)).dataset_name == "my.jsonl"
+
+
+def test_num_generations_and_group_size_are_one_value(tmp_path):
+    """Leak 3: num_generations in a file went to TRL while group_size stayed 4 for our own checks."""
+    file = write_json(tmp_path / "c.json", {"num_generations": 3, "per_device_train_batch_size": 3})
+    config = build_config(config_file=str(file))
+    assert config.num_generations == config.group_size == 3
+    config.group_size = 6
+    assert config.num_generations == 6
+    bad = write_json(tmp_path / "bad.json", {"num_generations": 3})  # 4 x 2 = 8 completions, not whole groups
+    with pytest.raises(ConfigError, match="divisible by num_generations"):
+        build_config(config_file=str(bad))
+
+
+def test_same_setting_twice_in_one_layer_is_refused(tmp_path):
+    file = write_json(tmp_path / "c.json", {"group_size": 4, "num_generations": 8})
+    with pytest.raises(ConfigError, match="name the same setting"):
+        build_config(config_file=str(file))
 
 
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"learnin_rate": 1e-5}, "unknown key(s) learnin_rate"),  # typo: listed valid keys follow
+        ({"learnin_rate": 1e-5}, "did you mean learning_rate"),
+        ({"warmup_ratio": 0.1}, "unknown key(s) warmup_ratio"),  # not a field of TRL 1.15
         ({"backend": "jax"}, "choose one of: auto, unsloth, transformers"),
-        ({"gamma": 0.99}, "only gamma=1.0"),  # GRPO has no discounting
+        ({"gamma": 0.99}, "only gamma=1.0"),
         ({"group_size": 1}, "at least 2"),
         ({"reward_function_type": "fancy"}, "systematic"),
         ({"reward_config_name": "spicy"}, "balanced"),
         ({"learning_rate": -1}, "learning_rate=-1 must be a positive number"),
         ({"max_completion_length": 4096}, "must be below max_seq_length"),
-        ({"lora_rank": "8"}, "lora_rank='8' must be a positive number"),
+        ({"lora_rank": "8"}, "lora_rank='8' must be an integer"),
         ({"streaming": True}, "give max_steps"),
+        ({"max_steps": "two"}, "max_steps='two' must be an integer"),
+        ({"seed": "abc"}, "seed='abc' must be an integer"),
+        ({"warmup_steps": "lots"}, "warmup_steps='lots' must be a number"),
+        ({"max_steps": 0}, "max_steps=0"),
+        ({"lora_dropout": 1.0}, "lora_dropout=1.0"),
+        ({"temperature": 0}, "temperature=0 must be a positive number"),
+        ({"beta": -0.1}, "beta=-0.1 must be zero or more"),
+        ({"bf16": "yes"}, "bf16='yes' must be true or false"),
+        ({"reward_functions": []}, "reward_functions is empty"),
+        ({"reward_functions": ["fancy"]}, "accuracy, length, custom"),
+        ({"lr_scheduler_type": 3}, "lr_scheduler_type=3"),
+        ({"eval_steps": 5}, "needs held-out rows"),
+        ({"generation_batch_size": 6}, "generation_batch_size"),
     ],
 )
-def test_bad_values_name_the_key(tmp_path, values, message):
-    with pytest.raises(ConfigError, match=None) as err:
+def test_bad_values_name_the_key_and_the_file(tmp_path, values, message):
+    with pytest.raises(ConfigError) as err:
         load_config_from_file(write_json(tmp_path / "bad.json", values))
     assert message in str(err.value)
-    assert "bad.json" in str(err.value)
+    assert "bad.json" in str(err.value) or "divisible" in str(err.value)
 
 
-def test_unknown_key_lists_valid_keys(tmp_path):
-    with pytest.raises(ConfigError) as err:
-        load_config_from_file(write_json(tmp_path / "c.json", {"nonsense": 1}))
-    assert "model_name" in str(err.value) and "trl.GRPOConfig" in str(err.value)
+def test_nan_is_refused_everywhere(tmp_path):
+    path = tmp_path / "nan.json"
+    path.write_text('{"learning_rate": NaN}')
+    with pytest.raises(ConfigError, match="learning_rate=nan must be a finite number"):
+        load_config_from_file(path)
+    with pytest.raises(ConfigError, match="finite"):
+        GRPOConfig(max_grad_norm=math.inf)
 
 
 def test_trl_fields_pass_through(tmp_path):
     config = load_config_from_file(write_json(tmp_path / "c.json", {"save_total_limit": 2, "loss_type": "grpo"}))
-    assert config.trl_args == {"save_total_limit": 2, "loss_type": "grpo"}
-    args = to_trl_args(config, use_cpu=True, bf16=False, report_to=[])
-    assert (args.save_total_limit, args.loss_type, args.num_generations) == (2, "grpo", config.group_size)
+    assert isinstance(config, trl.GRPOConfig)
+    assert (config.save_total_limit, config.loss_type) == (2, "grpo")
+
+
+def test_older_files_with_trl_args_still_load(tmp_path):
+    config = load_config_from_file(write_json(tmp_path / "c.json", {"trl_args": {"warmup_steps": 3}}))
+    assert config.warmup_steps == 3
 
 
 def test_invalid_json_names_the_line(tmp_path):
@@ -87,11 +202,19 @@ def test_invalid_json_names_the_line(tmp_path):
 def test_save_load_round_trip(tmp_path):
     config = create_default_config("qwen2.5-7b", "hh_rlhf")
     config.learning_rate = 1e-6
-    config.trl_args = {"warmup_steps": 10}
+    config.warmup_steps = 10
     path = save_config_to_file(config, tmp_path / "out.json", extra={"git_commit": "abc"})
-    assert json.loads(path.read_text())["_run"] == {"git_commit": "abc"}
-    path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "_run"}))
-    assert load_config_from_file(path) == config
+    saved = json.loads(path.read_text())
+    assert saved["_run"]["git_commit"] == "abc" and "use_cpu" in saved["_run"]
+    assert "use_cpu" not in saved and "bf16" not in saved  # decided by the machine that reads the file
+    again = load_config_from_file(path)
+    assert config_values(again) == config_values(config)
+
+
+def test_python_api_uses_trl_defaults_and_accepts_aliases():
+    config = GRPOConfig(model_name="m", group_size=2, per_device_train_batch_size=2, custom_data="d.jsonl")
+    assert (config.num_generations, config.dataset_name) == (2, "d.jsonl")
+    assert config.use_cpu  # no GPU here; TRL would refuse bf16 otherwise
 
 
 @pytest.mark.parametrize(
@@ -104,12 +227,13 @@ def test_save_load_round_trip(tmp_path):
     ],
 )
 def test_batch_arithmetic(batch, accumulation, group, world, ok):
-    config = GRPOConfig(per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation, group_size=group)
+    values = {"per_device_train_batch_size": batch, "gradient_accumulation_steps": accumulation}
+    values["num_generations"] = group
     if ok:
-        check_batch_arithmetic(config, world)
+        check_batch_arithmetic(values, world)
     else:
         with pytest.raises(ConfigError, match="Working values: --batch-size 4"):
-            check_batch_arithmetic(config, world)
+            check_batch_arithmetic(values, world)
 
 
 def test_presets_are_valid():

@@ -1,0 +1,183 @@
+"""The light half of the configuration: names, presets and JSON layers as plain dicts, and the import order.
+
+Nothing here imports transformers, TRL or PEFT, so the command line can read its layers, decide the backend and
+import Unsloth first (Unsloth patches those libraries only when it is imported before them), and only then
+import ``config`` (which subclasses ``trl.GRPOConfig``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+CONFIG_DIR = Path(__file__).resolve().parent / "config"
+PRESET_FILES = {
+    "quick_test": CONFIG_DIR / "quick_test.json",
+    "production": CONFIG_DIR / "production.json",
+}
+
+EMBEDDED_MODEL = "smollm2-135m"
+# The seed's short names.  Instruct variants, because every data source is turned into chat prompts.
+MODEL_ALIASES = {
+    "llama-3.1-8b": "unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit",
+    "llama-3.1-70b": "unsloth/Meta-Llama-3.1-70B-Instruct-bnb-4bit",
+    "gemma-2-9b": "unsloth/gemma-2-9b-it-bnb-4bit",
+    "qwen2.5-7b": "unsloth/Qwen2.5-7B-Instruct-bnb-4bit",
+    EMBEDDED_MODEL: "HuggingFaceTB/SmolLM2-135M-Instruct",
+}
+BACKENDS = ("auto", "unsloth", "transformers")
+REWARD_NAMES = ("accuracy", "length", "custom")
+# ``reward_function_type`` from the seed's config: a shorthand that selects ``reward_functions``.
+REWARD_FUNCTION_TYPES = {
+    "systematic": list(REWARD_NAMES),
+    "accuracy": ["accuracy"],
+    "length": ["length"],
+    "custom": ["custom"],
+}
+# ``reward_config_name`` from the seed's config: the default weight of each reward in the weighted sum.
+# A ``weight`` (or, for length, ``length_weight``) in the reward config file overrides these.
+REWARD_WEIGHT_PRESETS = {
+    "balanced": {"accuracy": 1.0, "length": 1.0, "custom": 1.0},
+    "accuracy_first": {"accuracy": 1.0, "length": 0.1, "custom": 0.25},
+}
+DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+# This project's values for fields that trl.GRPOConfig declares: the lowest layer of every command-line run and of
+# ``create_default_config``.  ``GRPOConfig(...)`` built directly in Python starts from TRL's own defaults instead.
+PROJECT_DEFAULTS: dict[str, Any] = {
+    "output_dir": "./grpo_outputs",
+    "learning_rate": 5e-6,
+    "num_train_epochs": 1.0,
+    "per_device_train_batch_size": 4,
+    "per_device_eval_batch_size": 4,
+    "gradient_accumulation_steps": 2,
+    "num_generations": 4,
+    "max_completion_length": 256,
+    "logging_steps": 1,
+    "save_steps": 50,
+    # Our reward functions read the dataset's chosen/rejected columns, so TRL must not drop them.
+    "remove_unused_columns": False,
+    # Every LoRA parameter takes part in each forward pass; the extra DDP graph traversal is waste.
+    "ddp_find_unused_parameters": False,
+    "log_completions": True,
+    "num_completions_to_print": 2,
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value or key that cannot be used; the message names the key and the fix."""
+
+
+def world_size() -> int:
+    """Processes in this run (set by torchrun / accelerate launch)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Import order
+_unsloth_decision: list[bool] = []  # empty until decided once per process
+
+
+def unsloth_may_be_used(requested: str) -> bool:
+    """Whether Unsloth can be the backend here: asked for (or auto), installed, and a CUDA GPU present."""
+    if requested not in ("auto", "unsloth") or importlib.util.find_spec("unsloth") is None:
+        return False
+    import torch  # torch before Unsloth is fine; Unsloth must precede transformers, TRL and PEFT
+
+    return torch.cuda.is_available()
+
+
+def import_unsloth_first(requested: str = "auto") -> bool:
+    """Import Unsloth now if it may be the backend; the first call in a process decides.
+
+    The command line calls this with the backend it was given before anything imports transformers; library
+    entry points (``import config``) call it with ``auto`` and then follow the earlier decision.
+    """
+    if not _unsloth_decision:
+        use = unsloth_may_be_used(requested) and "unsloth" not in sys.modules
+        if use:
+            import unsloth  # noqa: F401
+        _unsloth_decision.append(use or "unsloth" in sys.modules)
+    return _unsloth_decision[0]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# JSON layers
+def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
+    """Read a JSON object from ``path`` with errors that name the file and the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} file not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{what} {path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8."
+        ) from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{what} {path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path}: expected a JSON object {{...}}, got {type(data).__name__}.")
+    return data
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    return read_json_object(PRESET_FILES[name], f"preset '{name}'")
+
+
+def _alias_reward_function_type(value: Any) -> list[str]:
+    if value not in REWARD_FUNCTION_TYPES:
+        raise ConfigError(
+            f"reward_function_type={value!r} is not valid; choose one of: {', '.join(REWARD_FUNCTION_TYPES)}."
+        )
+    return list(REWARD_FUNCTION_TYPES[value])
+
+
+def _alias_gamma(value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isclose(value, 1.0):
+        raise ConfigError(
+            f"gamma={value!r}: GRPO rewards whole completions with no per-step discounting, so only gamma=1.0 is "
+            "meaningful. Remove the key or set it to 1.0."
+        )
+
+
+# The seed's keys, each the other name of one real setting: alias -> (canonical key, value conversion).
+# ``gamma`` has no setting behind it (None): it is checked and dropped.
+ALIASES: dict[str, tuple[str | None, Any]] = {
+    "group_size": ("num_generations", None),
+    "custom_data": ("dataset_name", None),
+    "reward_function_type": ("reward_functions", _alias_reward_function_type),
+    "gamma": (None, _alias_gamma),
+}
+
+
+def resolve_aliases(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """``values`` with every alias replaced by its canonical key (``trl_args`` of older files flattened).
+
+    Applied to each layer before layers are merged, so that precedence holds whichever name a layer uses.
+    """
+    values = dict(values)
+    nested = values.pop("trl_args", None) or {}  # run_config.json files written before the TRL subclass
+    if not isinstance(nested, dict):
+        raise ConfigError(f"{source}: trl_args must be an object of trl.GRPOConfig fields.")
+    values = {**nested, **values}
+    for alias, (canonical, convert) in ALIASES.items():
+        if alias not in values:
+            continue
+        try:
+            value = convert(values.pop(alias)) if convert else values.pop(alias)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
+        if canonical is None:
+            continue
+        if canonical in values and values[canonical] != value:
+            raise ConfigError(
+                f"{source}: {alias}={value!r} and {canonical}={values[canonical]!r} name the same setting; keep one."
+            )
+        values[canonical] = value
+    return values
