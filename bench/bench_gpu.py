@@ -171,6 +171,7 @@ def settings(args, generation_batch: int | None, max_steps: int, point: Point) -
         "max_steps": max_steps,
         "save_steps": 10_000,
         "report_to": [],
+        "logging_steps": 1,
         "log_completions": False,
         **args.trl_extra,
     }
@@ -250,6 +251,10 @@ class PlainTRLRunner:
 
         args = self.args
         cuda = torch.cuda.is_available()
+        if not cuda:  # a CPU dry run of this script: TRL's fused log-prob kernel needs CUDA
+            from cpu_support import use_torch_logprob_kernel
+
+            use_torch_logprob_kernel()
         values = settings(args, generation_batch, max_steps, point)
         values.pop("save_steps")
         training_args = GRPOConfig(
@@ -258,7 +263,6 @@ class PlainTRLRunner:
             bf16=cuda,
             use_cpu=not cuda,
             save_strategy="no",
-            logging_steps=1,
             model_init_kwargs={"dtype": torch.bfloat16 if cuda else torch.float32},
             **values,
         )
@@ -307,15 +311,16 @@ def summarize(args, point: Point, batch: int, reason: str, trainer, probe: Probe
     import torch
 
     per_round = batch // args.batch
+    # TRL logs completion lengths once per generation round (over the whole generation batch).
     lengths = [e["completions/mean_length"] for e in trainer.state.log_history if "completions/mean_length" in e]
     timed = probe.records[warmup_steps:]
-    for record, length in zip(timed, lengths[warmup_steps:], strict=False):
-        record["tokens"] = args.batch * length
     rounds = [timed[i : i + per_round] for i in range(0, len(timed), per_round)]
-    round_rates = [sum(r["tokens"] for r in chunk) / sum(r["seconds"] for r in chunk) for chunk in rounds]
-    seconds = sum(r["seconds"] for r in timed)
+    round_tokens = [batch * length for length in lengths[warmup_steps // per_round :]]
+    round_seconds = [sum(r["seconds"] for r in chunk) for chunk in rounds]
+    seconds = sum(round_seconds)
+    tokens = sum(round_tokens)
     total = {key: sum(r[key] for r in timed) for key in ("generate", "rollout")}
-    mean_length = sum(r["tokens"] for r in timed) / (args.batch * len(timed))
+    mean_length = tokens / (batch * len(rounds))
     ms_decode = 1000 * total["generate"] / len(rounds) / max(mean_length, 1)
     four_bit = OURS.get(args.row, ("", False))[1]
     floor = floor_ms(args, batch, four_bit, prompt_tokens=float(os.environ.get("BENCH_PROMPT_TOKENS", 60)))
@@ -336,8 +341,8 @@ def summarize(args, point: Point, batch: int, reason: str, trainer, probe: Probe
             **args.trl_extra,
         },
         "step_s": round(seconds / len(timed), 2),
-        "completion_tokens_per_s": round(sum(r["tokens"] for r in timed) / seconds, 1),
-        "tokens_per_s_spread": spread(round_rates if per_round > 1 else [r["tokens"] / r["seconds"] for r in timed]),
+        "completion_tokens_per_s": round(tokens / seconds, 1),
+        "tokens_per_s_spread": spread([t / s for t, s in zip(round_tokens, round_seconds, strict=True)]),
         "mean_completion_length": round(mean_length, 1),
         "time_share": {
             "generate": round(total["generate"] / seconds, 3),

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One device call for issue 15 (rollout throughput) on the Llama-3.1-8B shape: every row of
+# docs/benchmarks.md's rollout table, spread over the machine's GPUs by bench/gpu_queue.py (one row per GPU
+# at a time, highest priority first, rows that no longer fit the budget skipped).
+#   bash bench/gpu_rollout.sh [BUDGET_S]     (on the GPU host, with .whl and .device/tokenizer beside it)
+# Results: $OUT/rollout.jsonl (one line per point), $OUT/queue.log, $OUT/logs.tgz (one log per row).
+set -uo pipefail
+started=$SECONDS
+source bench/gpu_setup.sh
+budget=${1:-540}
+model=/tmp/llama-3.1-8b
+[ -f $model/config.json ] || python3 bench/make_random_model.py --shape llama-3.1-8b --tokenizer .device/tokenizer --out $model 2>&1 | tail -1
+bench="python3 bench/bench_gpu.py --model-dir $model --out $OUT/rollout.jsonl --steps 6"
+tab=$'\t'
+cat > /tmp/jobs.tsv <<JOBS
+trl${tab}330${tab}$bench --row trl_bf16 --label trl_bf16 --points default,128
+unsloth_main${tab}330${tab}$bench --row unsloth --points auto,256:w0,auto:w0:nographs
+unsloth_small${tab}300${tab}$bench --row unsloth --label unsloth_sweep --points 16,32:w0,64:w0,16:w0:nographs
+transformers_4bit${tab}170${tab}$bench --row transformers_4bit --points auto
+transformers_bf16${tab}150${tab}$bench --row transformers_bf16 --points auto
+unsloth_bf16${tab}170${tab}$bench --row unsloth_bf16 --points auto
+transformers_bf16_compile${tab}200${tab}$bench --row transformers_bf16 --label transformers_bf16_compile --points auto:compile
+JOBS
+mkdir -p /tmp/logs
+python3 bench/gpu_queue.py /tmp/jobs.tsv --deadline $((budget - (SECONDS - started) - 15)) --logs /tmp/logs
+cp /tmp/logs/queue.log "$OUT/"
+tar -czf "$OUT/logs.tgz" -C /tmp logs
