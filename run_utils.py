@@ -75,7 +75,8 @@ def setup_logging(run_dir: Path | None, level: int = logging.INFO) -> None:
 
 def log_file_paths() -> list[Path]:
     """The log files this process writes (run directory first), for messages that point to them."""
-    files = [Path(h.baseFilename) for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    ours = [h for h in logging.getLogger().handlers if getattr(h, "_grpo", False)]
+    files = [Path(h.baseFilename) for h in ours if isinstance(h, logging.FileHandler)]
     return sorted(files, key=lambda path: path.parent == Path.cwd().resolve())
 
 
