@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import functools
 import json
 import logging
 import math
@@ -257,6 +258,7 @@ def _type_hints() -> dict[str, Any]:
 
 
 _HINTS: dict[str, Any] = {}
+JSON_TYPES = (type(None), bool, int, float, str, list, tuple, dict, enum.Enum)
 
 
 def _accepts(value: Any, hint: Any) -> bool:
@@ -299,6 +301,8 @@ def check_value(key: str, value: Any) -> None:
     if not _HINTS:
         _HINTS.update(_type_hints())
     hint = _HINTS.get(key)
+    if not isinstance(value, JSON_TYPES):
+        return  # an object TRL built from a plain value (e.g. AcceleratorConfig); TRL checked it
     if hint is not None and not _accepts(value, hint):
         raise ConfigError(f"{key}={value!r} must be {_type_name(hint)}.")
     if isinstance(value, float) and not math.isfinite(value):
@@ -495,20 +499,20 @@ PROVENANCE_KEY = "_run"  # versions, command line, machine of the run that wrote
 def config_values(config: GRPOConfig) -> dict[str, Any]:
     """The settings that define ``config``: ours, and TRL's where they differ from TRL's default or matter."""
     everything = config.to_dict()
-    trl_defaults = {f.name: _field_default(f) for f in dataclasses.fields(trl.GRPOConfig) if f.init}
+    trl_defaults = _trl_default_values()
     values = {k: everything[k] for k in OWN_KEYS}
     for key in TRL_KEYS:
         if key in MACHINE_KEYS or key == "steps_per_generation":  # derived from generation_batch_size
             continue
-        default = trl_defaults[key]
-        default = default.value if isinstance(default, enum.Enum) else default
-        if key in SHOWN_TRL_KEYS or everything.get(key) != default:
+        if key in SHOWN_TRL_KEYS or everything.get(key) != trl_defaults.get(key):
             values[key] = everything.get(key)
     return values
 
 
-def _field_default(f: dataclasses.Field) -> Any:
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+@functools.cache
+def _trl_default_values() -> dict[str, Any]:
+    """TRL's defaults as ``to_dict`` shows them (after TRL's own ``__post_init__`` normalised them)."""
+    return trl.GRPOConfig(output_dir=PROJECT_DEFAULTS["output_dir"], use_cpu=True, bf16=False).to_dict()
 
 
 def save_config_to_file(config: GRPOConfig, path: str | Path, extra: dict[str, Any] | None = None) -> Path:

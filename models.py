@@ -192,12 +192,27 @@ def load_model(config: GRPOConfig) -> LoadedModel:
     return _load_transformers(config, resolved)
 
 
+def check_lora_targets(model, targets: list[str]) -> None:
+    """Every ``lora_target_modules`` name must be a linear layer of this model; the error lists the valid names."""
+    import torch
+
+    linear = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    linear.discard("lm_head")
+    missing = [t for t in targets if t not in linear and t != "all-linear"]
+    if missing:
+        raise ModelError(
+            f"lora_target_modules: {', '.join(missing)} not found in this model; its linear layers are "
+            f"{', '.join(sorted(linear))}."
+        )
+
+
 def _lora_kwargs(config: GRPOConfig) -> dict:
     return {
         "r": config.lora_rank,
         "lora_alpha": config.lora_alpha or 2 * config.lora_rank,
         "lora_dropout": config.lora_dropout,
-        "target_modules": list(config.lora_target_modules),
+        # PEFT's own shorthand is the string "all-linear", not a module name in a list
+        "target_modules": "all-linear" if config.lora_target_modules == ["all-linear"] else config.lora_target_modules,
     }
 
 
@@ -213,6 +228,7 @@ def _load_unsloth(config: GRPOConfig, resolved: str) -> LoadedModel:
         )
     except OSError as err:
         raise _hub_error(config.model_name, resolved, err) from None
+    check_lora_targets(model, config.lora_target_modules)
     model = FastLanguageModel.get_peft_model(
         model, **_lora_kwargs(config), bias="none", use_gradient_checkpointing="unsloth", random_state=config.seed
     )
@@ -254,6 +270,7 @@ def _load_transformers(config: GRPOConfig, resolved: str) -> LoadedModel:
         raise
     if "quantization_config" in kwargs:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    check_lora_targets(model, config.lora_target_modules)
     model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", bias="none", **_lora_kwargs(config)))
     tokenizer = load_tokenizer(resolved)
     return LoadedModel(model, tokenizer, "transformers", "cuda" if cuda else "cpu", bf16=cuda and _bf16_supported())
