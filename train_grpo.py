@@ -259,8 +259,29 @@ def load_data(config: GRPOConfig, eval_only: bool):
                 "--eval-only needs held-out rows, which a streamed dataset has none of; drop --streaming."
             )
         return (dataset.take(config.max_samples) if config.max_samples else dataset), None
-    eval_samples = config.eval_samples or (min(DEFAULT_EVAL_ONLY_SAMPLES, len(dataset) // 2) if eval_only else 0)
-    return prepare_splits(dataset, max_samples=config.max_samples, eval_samples=eval_samples, seed=config.seed)
+    if eval_only and not config.eval_samples:
+        return None, unseen_rows(dataset, config)
+    return prepare_splits(dataset, max_samples=config.max_samples, eval_samples=config.eval_samples, seed=config.seed)
+
+
+def unseen_rows(dataset, config: GRPOConfig):
+    """Rows for --eval-only when the run held none out: those after the rows it trained on, never training rows.
+
+    A run's rows are the seeded shuffle's first ``max_samples`` (prepare_splits), so what follows them was never
+    seen.  A base model (no run in the output directory) has seen none of them.
+    """
+    shuffled = dataset.shuffle(seed=config.seed)
+    trained = (Path(config.output_dir) / RUN_CONFIG_FILE).is_file()
+    start = min(config.max_samples or len(shuffled), len(shuffled)) if trained else 0
+    if start >= len(shuffled):
+        raise ConfigError(
+            f"the run in {config.output_dir} held out no rows (eval_samples=0) and trained on all {len(shuffled)}; "
+            "evaluate on another dataset (--dataset / --custom-data) or train with --eval-samples N."
+        )
+    rows = shuffled.select(range(start, min(start + DEFAULT_EVAL_ONLY_SAMPLES, len(shuffled))))
+    if trained:
+        logger.info("the run held out no rows; evaluating on %d rows it never trained on", len(rows))
+    return rows
 
 
 def main(
