@@ -371,23 +371,32 @@ def merge_layers(layers: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
 def derived_defaults(values: dict[str, Any]) -> dict[str, Any]:
     """Settings that follow from others or from this machine, for keys no layer gave."""
     from models import uses_static_cache
-    from rewards import load_reward_config, reward_weight
     from run_utils import decide_trackers
 
     derived: dict[str, Any] = {"data_seed": values.get("seed", 42)}
     merged = {**_own_defaults(), **values}
     derived["report_to"] = decide_trackers(types.SimpleNamespace(report_to=None, **_pick(merged, *TRACKER_KEYS)))
-    sections = load_reward_config(merged["reward_config"])
-    derived["reward_weights"] = [
-        reward_weight(name, sections.get(name, {}), merged["reward_config_name"]) if name in REWARD_NAMES else 1.0
-        for name in merged["reward_functions"]
-    ]
-    if merged.get("reward_model"):
-        derived["reward_weights"] = [*derived["reward_weights"], merged["reward_model_weight"]]
+    derived["reward_weights"] = reward_weights_for(
+        merged["reward_functions"],
+        merged["reward_config"],
+        merged["reward_config_name"],
+        merged["reward_model_weight"] if merged.get("reward_model") else None,
+    )
     if uses_static_cache(merged["backend"]):
         # Measured on an H100 (docs/benchmarks.md): 1.32x rollout tokens/s at the same peak memory.
         derived["cache_implementation"] = "static"
     return {k: v for k, v in derived.items() if k not in values}
+
+
+def reward_weights_for(
+    names: list[str], reward_config: str | dict | None, preset: str, reward_model_weight: float | None
+) -> list[float]:
+    """TRL's ``reward_weights``: each named reward's weight (reward config, else preset), then the reward model's."""
+    from rewards import load_reward_config, reward_weight
+
+    sections = load_reward_config(reward_config)
+    weights = [reward_weight(n, sections.get(n, {}), preset) if n in REWARD_NAMES else 1.0 for n in names]
+    return weights if reward_model_weight is None else [*weights, reward_model_weight]
 
 
 def _own_defaults() -> dict[str, Any]:

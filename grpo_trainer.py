@@ -22,14 +22,18 @@ from typing import Any
 import torch
 
 # isort: off
-from config import GRPOConfig  # first: it imports Unsloth, when it may be the backend, before transformers/TRL
+from config import (
+    GRPOConfig,
+    reward_weights_for,
+)  # first: it imports Unsloth, when it may be the backend, before transformers/TRL
+
 # isort: on
 from callbacks import GracefulStop, MetricsLogger, ResumeCheck, prepare_trainer
 from checkpoints import check_adapter_matches, complete_checkpoints, read_trainer_state, resolve_checkpoint
 from data_loader import CHOSEN, PROMPT, REJECTED
 from memory import out_of_memory_error
 from models import LoadedModel, import_unsloth_first, load_adapter, load_model
-from rewards import RewardFunc, build_reward_functions, completion_text, score_completions
+from rewards import RewardFunc, build_reward_functions, completion_text, guarded_reward, score_completions
 from run_utils import check_trains_a_step, is_main_process, keep_previous, world_size
 
 __all__ = ["GRPOConfig", "GRPOTrainer"]
@@ -38,6 +42,23 @@ logger = logging.getLogger(__name__)
 
 EVAL_RESULTS_FILE = "eval_results.json"
 SAMPLES_IN_REPORT = 5
+
+
+def build_rewards(config: GRPOConfig) -> list[RewardFunc]:
+    """The run's reward functions, in the order of ``config.reward_weights``: the named ones, then the reward model.
+
+    Each is guarded (never raises or hangs past ``reward_timeout``); a reward model is loaded now, so that a wrong
+    path fails before the policy model is loaded.
+    """
+    functions, _ = build_reward_functions(
+        config.reward_functions, config.reward_config, config.reward_config_name, reward_timeout=config.reward_timeout
+    )
+    if config.reward_model:
+        from reward_model import get_reward_model_reward
+
+        scorer = get_reward_model_reward(config.reward_model)
+        functions.append(guarded_reward(scorer, scorer.__name__, timeout=config.reward_timeout))
+    return functions
 
 
 class GRPOTrainer:
@@ -61,16 +82,18 @@ class GRPOTrainer:
     def reward_functions(self) -> list[RewardFunc]:
         """The rewards given to the constructor, else those the config names (built on first use)."""
         if self._reward_functions is None:
-            self._reward_functions, weights = build_reward_functions(
-                self.config.reward_functions, self.config.reward_config, self.config.reward_config_name
-            )
-            self._reward_weights = self._reward_weights or weights
+            self._reward_functions = build_rewards(self.config)
         return self._reward_functions
 
     @property
     def reward_weights(self) -> list[float]:
-        functions = self.reward_functions
-        return list(self._reward_weights or self.config.reward_weights or [1.0] * len(functions))
+        if self._reward_weights is None and self.config.reward_weights is None:
+            config = self.config
+            model_weight = config.reward_model_weight if config.reward_model else None
+            return reward_weights_for(
+                config.reward_functions, config.reward_config, config.reward_config_name, model_weight
+            )
+        return list(self._reward_weights or self.config.reward_weights)
 
     @property
     def model(self):

@@ -291,8 +291,8 @@ def main(
     or an old run moved aside) and logged to, train, save.  Nothing is written before the inputs are checked."""
     from config import config_values, save_config_to_file
     from data_loader import filter_long_prompts
-    from grpo_trainer import GRPOTrainer
-    from rewards import build_reward_functions, preview_rewards
+    from grpo_trainer import GRPOTrainer, build_rewards
+    from rewards import preview_rewards
     from run_utils import (
         check_trains_a_step,
         close_run,
@@ -314,9 +314,7 @@ def main(
     logger.info("data: %s training prompts, %s held out", _size(train_set), _size(eval_set))
 
     # Rewards
-    reward_functions, _ = build_reward_functions(
-        config.reward_functions, config.reward_config, config.reward_config_name
-    )
+    reward_functions = build_rewards(config)
     if reward_preview:
         return preview_rewards(train_set, reward_functions)
     trainer = GRPOTrainer(config, reward_functions=reward_functions, reward_weights=config.reward_weights)

@@ -121,6 +121,7 @@ def test_streaming_custom_data_trains(tiny_model_dir, in_tmp_cwd, reward_config)
     out = in_tmp_cwd / "run"
     args = tiny_run_args(tiny_model_dir, out, reward_config, "--streaming", "--custom-data", str(data))
     args[args.index("--eval-samples") + 1] = "0"
+    del args[args.index("--dataset") : args.index("--dataset") + 2]  # --custom-data names the dataset
     assert train_grpo.cli(args) == 0
     assert (out / "adapter_model.safetensors").is_file()
     assert "skipped as they are read" in (out / "grpo_training.log").read_text()

@@ -6,8 +6,7 @@ import os
 
 import pytest
 
-from config import GRPOConfig
-from run_utils import decide_trackers
+from config import build_config
 
 
 @pytest.mark.parametrize(
@@ -30,7 +29,7 @@ def test_decide_trackers(monkeypatch, tmp_path, settings, api_key, trackers, wan
         monkeypatch.setenv("WANDB_API_KEY", api_key)
     else:
         monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    assert decide_trackers(GRPOConfig(**settings)) == trackers
+    assert build_config(overrides=settings).report_to == trackers
     assert os.environ.get("WANDB_MODE") == wandb_mode
     if settings.get("wandb_project"):
         assert os.environ["WANDB_PROJECT"] == settings["wandb_project"]
