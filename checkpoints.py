@@ -10,6 +10,7 @@ versions or damaged later.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -160,6 +161,8 @@ def install_atomic_checkpoints(trainer) -> None:
         trainer.accelerator.wait_for_everyone()
         if trainer.args.should_save:
             final = publish(staging / f"checkpoint-{trainer.state.global_step}", run_dir)
+            with contextlib.suppress(OSError):
+                staging.rmdir()  # only when empty: other processes' leftovers stay for clear_staging
             if trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).parent == staging:
                 trainer.state.best_model_checkpoint = str(run_dir / Path(trainer.state.best_model_checkpoint).name)
             rotate_checkpoints(

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +23,9 @@ logger = logging.getLogger(__name__)
 
 LOG_FILE_NAME = "grpo_training.log"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Libraries whose ERROR records go to the log files only: the error that stops a run is reported by one line of
+# ours, and theirs (e.g. datasets' "Failed to read schema" before it raises) would be a second one.
+LIBRARIES = {"datasets", "transformers", "trl", "peft", "accelerate", "huggingface_hub", "torch"}
 FILE_ONLY = "file_only"  # extra={FILE_ONLY: True}: the record goes to the log files, not to the terminal
 TRACKED_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth", "bitsandbytes")
 
@@ -69,8 +73,16 @@ def setup_logging(run_dir: Path | None, level: int = logging.INFO) -> None:
     root.setLevel(level if is_main_process() else max(level, logging.WARNING))
     logging.captureWarnings(True)
     transformers.utils.logging.disable_default_handler()
+    _drop_library_handlers("datasets")  # its own stderr handler would print each record a second time
     transformers.utils.logging.enable_propagation()
     transformers.utils.logging.set_verbosity_warning()
+
+
+def _drop_library_handlers(name: str) -> None:
+    library = logging.getLogger(name)
+    for handler in list(library.handlers):
+        library.removeHandler(handler)
+    library.propagate = True
 
 
 def log_file_paths() -> list[Path]:
@@ -91,6 +103,8 @@ class TerminalHandler(logging.StreamHandler):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, FILE_ONLY, False):
             return False
+        if record.levelno >= logging.ERROR and record.name.split(".")[0] in LIBRARIES:
+            return False  # the error that stops the run is reported by our own one line
         if record.levelno == logging.WARNING:
             message = record.getMessage()
             if message in self._warned:
@@ -358,11 +372,17 @@ def open_run_dir(plan: RunPlan) -> Path:
         if plan.action == REPLACE:
             moved = _move_aside(plan.path)
             logger.warning("--overwrite: the previous contents of %s were moved to %s", plan.path, moved)
-        plan.path.mkdir(parents=True, exist_ok=True)
-        if plan.action == RESUME:
-            clear_staging(plan.path)
-        if plan.action != EVALUATE:
-            mark_run(plan.path, RUNNING, resumed_from=plan.checkpoint)
+        created = not plan.path.exists()
+        try:
+            plan.path.mkdir(parents=True, exist_ok=True)
+            if plan.action == RESUME:
+                clear_staging(plan.path)
+            if plan.action != EVALUATE:
+                mark_run(plan.path, RUNNING, resumed_from=plan.checkpoint)
+        except OSError:
+            if created:  # e.g. a full disk: leave no half-made run folder behind
+                shutil.rmtree(plan.path, ignore_errors=True)
+            raise
     if world_size() > 1:
         from accelerate import PartialState
 
@@ -497,6 +517,8 @@ ENVIRONMENT_ERRNOS = {
     errno.EDQUOT: "the disk quota is used up; free some space or choose another --output-dir",
     errno.EACCES: "permission denied; choose a folder you can write to with --output-dir, or fix the permissions",
     errno.EPERM: "operation not permitted; choose a folder you can write to with --output-dir",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; choose another --output-dir",
+    errno.ENAMETOOLONG: "the path is too long; choose a shorter --output-dir",
 }
 
 

@@ -66,6 +66,7 @@ def make_checkpoint(run_dir: Path, step: int, max_steps: int = 8, rank: int = 4)
 
 def make_run(run_dir: Path, state: str | None, steps=(2, 4), max_steps: int = 8, pid: int | None = None) -> Path:
     """A run directory with checkpoints, metrics, a log and (unless ``state`` is None) a marker."""
+    run_dir.mkdir(parents=True, exist_ok=True)
     for step in steps:
         make_checkpoint(run_dir, step, max_steps)
     (run_dir / "metrics.jsonl").write_text('{"step": 1, "reward": 0.5}\n')
