@@ -163,6 +163,9 @@ class GRPOConfig(trl.GRPOConfig):
         if self.eval_steps and self.eval_samples and self.eval_strategy == "no":
             self.eval_strategy = "steps"  # eval_steps is how the seed asks for evaluation during training
         self._machine_defaults()
+        if self.generation_batch_size is not None and self.steps_per_generation is not None:
+            # A copy of a built config (dataclasses.replace) carries both; TRL derives one from the other again.
+            self.steps_per_generation = None
         try:
             super().__post_init__()
         except ValueError as err:
@@ -451,6 +454,8 @@ def build_config(
     if overrides:
         layers.append(("command line", overrides))
     values = merge_layers(layers)
+    if values.get("generation_batch_size") is not None and values.get("steps_per_generation") is not None:
+        raise ConfigError("generation_batch_size and steps_per_generation both set the generation batch; keep one.")
     if check_batches:
         check_batch_arithmetic(values, world_size())
     values |= derived_defaults(values)

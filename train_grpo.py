@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shlex
@@ -23,6 +24,7 @@ from config_base import (
 
 if TYPE_CHECKING:
     from config import GRPOConfig
+    from run_utils import RunPlan
 
 logger = logging.getLogger("train_grpo")
 
@@ -284,8 +286,20 @@ def unseen_rows(dataset, config: GRPOConfig):
     return rows
 
 
+def with_run_dir(config: GRPOConfig, plan: RunPlan) -> GRPOConfig:
+    """``config`` with the run directory and checkpoint that ``plan`` chose (a copy; the original is untouched)."""
+    if (config.output_dir, config.resume_from_checkpoint) == (str(plan.path), plan.checkpoint):
+        return config
+    return dataclasses.replace(config, output_dir=str(plan.path), resume_from_checkpoint=plan.checkpoint)
+
+
 def main(
-    config: GRPOConfig, *, eval_only: bool = False, reward_preview: bool = False, output_dir_given: bool = True
+    config: GRPOConfig,
+    *,
+    eval_only: bool = False,
+    reward_preview: bool = False,
+    output_dir_given: bool = True,
+    plan: RunPlan | None = None,
 ) -> dict[str, Any]:
     """One run, top to bottom: output dir (decided), data, rewards, model, then the run dir is opened (created,
     or an old run moved aside) and logged to, train, save.  Nothing is written before the inputs are checked."""
@@ -305,9 +319,10 @@ def main(
         world_size,
     )
 
-    # Output directory: decided here, created once the inputs are checked
-    plan = decide_run_dir(config, explicit=output_dir_given, evaluating=eval_only, previewing=reward_preview)
-    config.output_dir, config.resume_from_checkpoint = str(plan.path), plan.checkpoint
+    # Output directory: decided before the config is final (the CLI does it in cli()), created once inputs are checked
+    if plan is None:
+        plan = decide_run_dir(config, explicit=output_dir_given, evaluating=eval_only, previewing=reward_preview)
+        config = with_run_dir(config, plan)
 
     # Data
     train_set, eval_set = load_data(config, eval_only)
@@ -420,16 +435,16 @@ def print_eval_summary(results: dict[str, Any], adapter: Path | None) -> None:
 def cli(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import_unsloth_first(requested_backend(args))  # before anything imports transformers, TRL or PEFT
-    from run_utils import environment_problem, report_crash, restore_stdout, setup_logging
+    from run_utils import decide_run_dir, environment_problem, report_crash, restore_stdout, setup_logging
 
     setup_logging(None)  # errors before the run directory exists still reach ./grpo_training.log
     try:
         config = config_from_args(args)
+        plan = decide_run_dir(
+            config, explicit=args.output_dir is not None, evaluating=args.eval_only, previewing=args.reward_preview
+        )
         result = main(
-            config,
-            eval_only=args.eval_only,
-            reward_preview=args.reward_preview,
-            output_dir_given=args.output_dir is not None,
+            with_run_dir(config, plan), eval_only=args.eval_only, reward_preview=args.reward_preview, plan=plan
         )
     except KeyboardInterrupt:
         logger.error("interrupted")
