@@ -7,6 +7,7 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
+import logging.handlers
 import os
 import shutil
 import socket
@@ -43,6 +44,11 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+# Records logged before the run directory exists (data, rewards, model loading: the run directory is created only
+# once the inputs are checked), copied into the run's own log when it is opened.
+_EARLY_RECORDS = logging.handlers.BufferingHandler(capacity=100_000)
+
+
 def setup_logging(run_dir: Path | None, level: int = logging.INFO) -> None:
     """Terminal plus ``grpo_training.log`` in the run directory and in the working directory (the seed's place).
 
@@ -56,7 +62,8 @@ def setup_logging(run_dir: Path | None, level: int = logging.INFO) -> None:
     for handler in list(root.handlers):
         if getattr(handler, "_grpo", False):
             root.removeHandler(handler)
-            handler.close()
+            if handler is not _EARLY_RECORDS:  # closing it would drop the records kept for the run's log
+                handler.close()
     restore_stdout()
     handlers: list[logging.Handler] = [TerminalHandler()]
     if is_main_process():
@@ -64,7 +71,15 @@ def setup_logging(run_dir: Path | None, level: int = logging.INFO) -> None:
         if run_dir is not None:
             log_files.add(run_dir.resolve() / LOG_FILE_NAME)
             sys.stdout = StdoutToLog(sys.stdout, run_dir / LOG_FILE_NAME)
+            run_log = logging.FileHandler(run_dir.resolve() / LOG_FILE_NAME, encoding="utf-8")
+            run_log.setFormatter(logging.Formatter(LOG_FORMAT))
+            for record in _EARLY_RECORDS.buffer:  # what was said before the run directory could be opened
+                run_log.handle(record)
+            run_log.close()
+        _EARLY_RECORDS.buffer.clear()
         handlers.extend(logging.FileHandler(path, encoding="utf-8") for path in sorted(log_files))
+        if run_dir is None:
+            handlers.append(_EARLY_RECORDS)
     for handler in handlers:
         handler._grpo = True  # type: ignore[attr-defined]
         handler.setFormatter(logging.Formatter(LOG_FORMAT))

@@ -70,7 +70,7 @@ def test_explicit_output_dir_is_never_overwritten(tiny_model_dir, in_tmp_cwd, re
     assert (out / "precious.txt").read_text() == "keep me"
     # The error reaches the seed's log file in the working directory, where `grep ERROR` finds it.
     errors = [line for line in (in_tmp_cwd / "grpo_training.log").read_text().splitlines() if "ERROR" in line]
-    assert errors and "already holds a run" in errors[0] and "--overwrite" in errors[0]
+    assert errors and "holds files that are not a run" in errors[0] and "--overwrite" in errors[0]
 
 
 def test_seed_python_snippets(tiny_model_dir, in_tmp_cwd, reward_config):
