@@ -1,43 +1,62 @@
-"""Reward functions with TRL's signature ``(completions, **kwargs) -> list[float]``.
+"""Reward functions with TRL's signature ``(completions, **kwargs) -> list[float | None]``.
 
 Three built-ins, parameterised by ``get_*_reward`` factories and registered in ``REWARD_FACTORIES``:
 
-* ``accuracy``: where the reference (the ``chosen`` column) has a checkable final answer, 1.0 when the
-  completion's final answer equals it, else 0.0.  Where the reference is free text, the word-overlap F1 with
-  ``chosen`` minus the F1 with ``rejected`` (range -1..1).  Where no reference exists, 1.0 when the
-  completion contains one of ``correct_keywords`` (the seed's key), else 0.0.
+* ``accuracy``: where the reference (the ``chosen`` column) has a final answer (``\\boxed{}``, GSM8K's
+  ``#### 42``, "the answer is", "정답은", or a reference that is itself a number or expression), math-verify
+  compares the completion's final answer with it: 1.0 or 0.0 (``math_answers``).  A marked answer that is words
+  compares as normalised text; one that math-verify cannot parse scores None (left out of TRL's weighted sum).
+  Where the reference is free text, the word-overlap F1 with ``chosen`` minus the F1 with ``rejected`` (range
+  -1..1).  Where no reference exists, 1.0 when the completion contains one of ``correct_keywords``, else 0.0.
+  ``accuracy_modes`` counts the rows of each kind.
 * ``length``: ``exp(-0.5 * (ln((n+1)/(optimal_length+1)) / ln 2) ** 2)`` with ``n`` the completion length
   in words (or characters): 1.0 at the optimum, 0.61 at half or double it, smooth and bounded in 0..1.
 * ``custom``: a user function (``"function": "file.py:fn"`` or ``"package.module:fn"``), or the built-in
   repetition check; positive scores are multiplied by ``reward_scale``, negative ones by
   ``|penalty_scale|`` with the sign of ``penalty_scale`` (so a raw -1 scores ``penalty_scale``).
 
-Every callable is wrapped by ``guarded_reward``: a reward that raises or returns NaN/inf or the wrong count
-scores 0.0 for the affected completions, logs one warning with the reason and counts the failures in the
-run's metrics (``rewards/<name>/failures``).  Training never stops because of a reward.
+Every callable is wrapped by ``guarded_reward``, so that a reward never stops or hangs training: it runs in a
+daemon worker thread; a call past ``reward_timeout`` seconds scores None for the batch (``rewards/<name>/timeouts``);
+a reward that raises (``SystemExit`` included) or returns NaN/inf or the wrong count scores 0.0 for the affected
+completions (``rewards/<name>/failures``); a None score is kept (TRL leaves it out of the weighted sum).  Each
+kind of problem is logged once per reward.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib
 import importlib.util
+import inspect
 import itertools
 import logging
 import math
-import re
+import threading
+import time
 from collections.abc import Callable, Iterable
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from config import REWARD_NAMES, REWARD_WEIGHT_PRESETS, ConfigError, read_json_object
+from math_answers import (
+    FREE_TEXT,
+    KEYWORDS,
+    MATH,
+    TEXT_ANSWER,
+    UNPARSEABLE,
+    count_modes,
+    math_matches,
+    parse_reference,
+    text_matches,
+    words,
+)
 
 logger = logging.getLogger(__name__)
 
 CHOSEN_KEY = "chosen"
 REJECTED_KEY = "rejected"
-RewardFunc = Callable[..., list[float]]
+RewardFunc = Callable[..., list[float | None]]
 
 DEFAULT_KEYWORDS = ["correct", "right", "yes", "정확", "맞아"]
 # The reward config's schema: section -> key -> accepted types.  ``weight`` sets the reward's weight in
@@ -63,93 +82,6 @@ def completion_text(completion: Any) -> str:
     if isinstance(completion, list):
         return "".join(completion_text(m) for m in completion if not isinstance(m, dict) or m.get("role") != "user")
     raise TypeError(f"completion of type {type(completion).__name__}; expected str or list of messages")
-
-
-_NUMBER = r"[-−]?\$?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?"
-_NUMBER_RE = re.compile(_NUMBER)
-_BOXED_RE = re.compile(r"\\boxed\s*\{")
-_HASH_RE = re.compile(r"####\s*(.+)")
-_ANSWER_IS_RE = re.compile(
-    r"(?:the\s+(?:final\s+)?answer\s+is|answer\s*[:=]|정답은|정답\s*[:=]|답은|답\s*[:=])\s*:?\s*([^\n]+)", re.IGNORECASE
-)
-_WORD_RE = re.compile(r"\w+", re.UNICODE)
-
-
-def _boxed_contents(text: str) -> str | None:
-    """Contents of the last ``\\boxed{...}``, with nested braces."""
-    matches = list(_BOXED_RE.finditer(text))
-    if not matches:
-        return None
-    start = matches[-1].end()
-    depth = 1
-    for i in range(start, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        if depth == 0:
-            return text[start:i]
-    return None
-
-
-def parse_number(text: str) -> Fraction | None:
-    """'1,000', '1000.0', '$18', '18.', '-3/4', '−2' -> exact Fraction; None when not a number."""
-    cleaned = text.strip().replace("−", "-").replace("$", "").replace(",", "").replace(" ", "")
-    cleaned = cleaned.rstrip(".%")
-    if not cleaned:
-        return None
-    try:
-        return Fraction(cleaned)
-    except (ValueError, ZeroDivisionError):
-        return None
-
-
-def _marked_answer(text: str) -> str | None:
-    """The explicitly marked final answer: \\boxed{}, GSM8K's '#### 42', or 'the answer is ...'."""
-    boxed = _boxed_contents(text)
-    if boxed is not None:
-        return boxed
-    for pattern in (_HASH_RE, _ANSWER_IS_RE):
-        found = pattern.findall(text)
-        if found:
-            return found[-1].strip()
-    return None
-
-
-def extract_final_answer(text: str) -> str | None:
-    """Marked answer if any, else the last number in the text."""
-    marked = _marked_answer(text)
-    if marked is not None:
-        number = _NUMBER_RE.search(marked)
-        return number.group(0) if number and parse_number(marked) is None else marked
-    numbers = _NUMBER_RE.findall(text)
-    return numbers[-1] if numbers else None
-
-
-def reference_answer(reference: str) -> str | None:
-    """A checkable final answer of a reference: a marked answer, or a reference that is just a number."""
-    marked = _marked_answer(reference)
-    if marked is not None:
-        return marked
-    return reference if parse_number(reference) is not None else None
-
-
-def _normalise_text_answer(text: str) -> str:
-    return " ".join(_WORD_RE.findall(text.lower()))
-
-
-def answers_match(predicted: str | None, expected: str) -> bool:
-    if predicted is None:
-        return False
-    expected_number = parse_number(expected)
-    if expected_number is not None:
-        predicted_number = parse_number(predicted)
-        if predicted_number is None:
-            found = _NUMBER_RE.findall(predicted)
-            predicted_number = parse_number(found[-1]) if found else None
-        return predicted_number == expected_number
-    return _normalise_text_answer(predicted) == _normalise_text_answer(expected)
-
-
-def words(text: str) -> list[str]:
-    return _WORD_RE.findall(text.lower())
 
 
 def token_f1(candidate: str, reference: str) -> float:
@@ -185,7 +117,7 @@ def _column(kwargs: dict[str, Any], key: str, count: int) -> list[str]:
 def get_accuracy_reward(correct_keywords: Iterable[str] = DEFAULT_KEYWORDS) -> RewardFunc:
     keywords = [k.lower() for k in correct_keywords]
 
-    def accuracy_reward(completions: list, **kwargs: Any) -> list[float]:
+    def accuracy_reward(completions: list, **kwargs: Any) -> list[float | None]:
         chosen = _column(kwargs, CHOSEN_KEY, len(completions))
         rejected = _column(kwargs, REJECTED_KEY, len(completions))
         return [
@@ -196,17 +128,51 @@ def get_accuracy_reward(correct_keywords: Iterable[str] = DEFAULT_KEYWORDS) -> R
     return accuracy_reward
 
 
-def score_accuracy(text: str, chosen: str, rejected: str, keywords: list[str]) -> float:
-    if not chosen.strip():
+def score_accuracy(text: str, chosen: str, rejected: str, keywords: list[str]) -> float | None:
+    """One completion's accuracy against its reference, by the reference's mode (see the module docstring)."""
+    reference = parse_reference(chosen)
+    if reference.mode == MATH:
+        return float(math_matches(reference, text))
+    if reference.mode == TEXT_ANSWER:
+        return float(text_matches(reference, text))
+    if reference.mode == UNPARSEABLE:
+        return None
+    if reference.mode == KEYWORDS:
         lowered = text.lower()
         return 1.0 if any(k in lowered for k in keywords) else 0.0
-    expected = reference_answer(chosen)
-    if expected is not None:
-        return 1.0 if answers_match(extract_final_answer(text), expected) else 0.0
     score = token_f1(text, chosen)
     if rejected.strip():
         score -= token_f1(text, rejected)
     return score
+
+
+MODE_LABELS = {
+    MATH: "math answer (math-verify)",
+    TEXT_ANSWER: "marked text answer",
+    FREE_TEXT: "free text (word F1)",
+    KEYWORDS: "no reference (keywords)",
+    UNPARSEABLE: "unparseable answer (None)",
+}
+
+
+def accuracy_modes(dataset, limit: int | None = None) -> dict[str, int]:
+    """Count and log how the accuracy reward will score the dataset's rows (its ``chosen`` references).
+
+    ``limit`` reads only the first rows (for a streamed or very large dataset).  Parsed references stay cached,
+    so training does not parse them again.
+    """
+    rows = itertools.islice(iter(dataset), limit)
+    counts = count_modes(completion_text(row.get(CHOSEN_KEY) or "") for row in rows)
+    total = sum(counts.values())
+    shown = ", ".join(f"{MODE_LABELS[mode]} {n}" for mode, n in counts.items() if n)
+    logger.info("accuracy reward on %d rows%s: %s", total, " (first rows)" if limit else "", shown or "none")
+    if counts[UNPARSEABLE]:
+        logger.warning(
+            "%d references hold an answer math-verify cannot parse; their completions score None (left out of "
+            "the reward sum). Write the answer as a number, LaTeX (\\frac{1}{2}) or \\boxed{...}.",
+            counts[UNPARSEABLE],
+        )
+    return counts
 
 
 def get_length_reward(optimal_length: float = 150, unit: str = "words") -> RewardFunc:
@@ -273,85 +239,237 @@ REWARD_FACTORIES: dict[str, Callable[..., RewardFunc]] = {
 
 
 def load_function(spec: str) -> RewardFunc:
-    """``path/to/file.py:fn``, ``package.module:fn`` or ``package.module.fn`` -> the callable."""
+    """``path/to/file.py:fn``, ``package.module:fn`` or ``package.module.fn`` -> the callable.
+
+    Any failure (file missing, import or syntax error, no such function) is one ``ConfigError`` naming the place.
+    """
     if ":" in spec:
         module_part, _, attr = spec.rpartition(":")
     else:
         module_part, _, attr = spec.rpartition(".")
     if not module_part or not attr:
         raise ConfigError(f"reward function {spec!r}: use 'path/to/file.py:function' or 'package.module.function'.")
-    if module_part.endswith(".py"):
-        path = Path(module_part)
-        if not path.is_file():
-            raise ConfigError(f"reward function {spec!r}: file {path} not found.")
-        module_spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(module_part)
-        except ImportError as err:
-            raise ConfigError(f"reward function {spec!r}: cannot import module {module_part!r} ({err}).") from None
+    module = _load_module(spec, module_part)
     fn = getattr(module, attr, None)
     if not callable(fn):
-        raise ConfigError(f"reward function {spec!r}: module {module_part!r} has no callable {attr!r}.")
+        defined = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
+        raise ConfigError(
+            f"reward function {spec!r}: {module_part} has no function {attr!r}"
+            f" (it defines: {', '.join(defined) or 'no functions'}); fix the name after the colon."
+        )
     return fn
 
 
+def _load_module(spec: str, module_part: str):
+    """Import a reward module from a ``.py`` path or a dotted name, turning any failure into a ConfigError."""
+    path = Path(module_part)
+    if module_part.endswith(".py") and not path.is_file():
+        raise ConfigError(f"reward function {spec!r}: file {path} not found; give an existing .py file.")
+    try:
+        if not module_part.endswith(".py"):
+            return importlib.import_module(module_part)
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        return module
+    except SyntaxError as err:
+        raise ConfigError(
+            f"reward function {spec!r}: syntax error in {err.filename}, line {err.lineno}: {err.msg}; fix that line."
+        ) from None
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - importing user code may raise anything
+        raise ConfigError(
+            f"reward function {spec!r}: importing {module_part} failed ({type(err).__name__}: {err}); fix the module"
+            " or install what it imports."
+        ) from None
+
+
 # --------------------------------------------------------------------------------------------------
-# Safety wrapper
+# Safety wrapper: timeouts, failures, bad values
+
+DEFAULT_REWARD_TIMEOUT = 60.0
+STOP_GRACE_S = 2.0  # after Ctrl-C/SIGTERM, how long a running reward call may still take
+_POLL_S = 0.25
+_stop_requested = threading.Event()
 
 
-def guarded_reward(fn: RewardFunc, name: str) -> RewardFunc:
-    """Wrap ``fn`` so that it never raises and always returns one finite float per completion."""
-    warned: set[str] = set()
+def cancel_pending_rewards() -> None:
+    """Give a reward call that is still running at most ``STOP_GRACE_S`` more seconds (call on Ctrl-C/SIGTERM).
 
-    def warn_once(reason: str) -> None:
-        if reason not in warned:
-            warned.add(reason)
-            logger.warning("reward '%s' failed (%s); those completions score 0.0 and training goes on", name, reason)
+    The graceful stop saves a checkpoint after the current step; a stuck reward would otherwise hold that step
+    for up to ``reward_timeout``.
+    """
+    _stop_requested.set()
 
-    def score_one_by_one(completions: list, kwargs: dict[str, Any]) -> list[float]:
-        scores = []
-        for i, completion in enumerate(completions):
-            row_kwargs = {
-                k: ([v[i]] if isinstance(v, list) and len(v) == len(completions) else v) for k, v in kwargs.items()
-            }
-            try:
-                scores.append(fn([completion], **row_kwargs)[0])
-            except Exception as err:  # noqa: BLE001 - a user reward may raise anything; it must not stop training
-                warn_once(f"{type(err).__name__}: {err}")
-                scores.append(None)
-        return scores
+
+class _Warnings:
+    """One warning per reward and kind of problem."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def once(self, kind: str, message: str) -> None:
+        with self._lock:
+            if kind in self._seen:
+                return
+            self._seen.add(kind)
+        logger.warning("reward '%s': %s", self.name, message)
+
+
+def guarded_reward(fn: RewardFunc, name: str, timeout: float | None = DEFAULT_REWARD_TIMEOUT) -> RewardFunc:
+    """Wrap ``fn`` so that it never raises or hangs and returns one finite float or None per completion.
+
+    The call runs in a daemon worker thread, joined for at most ``timeout`` seconds (None: no limit, run in the
+    calling thread).  Past it the batch scores None, a warning and ``rewards/<name>/timeouts`` are logged, and
+    the thread is left to finish on its own (a daemon: it never holds up the exit); until it has, later calls of
+    this reward score None at once (no pile-up of stuck threads).  ``KeyboardInterrupt`` raised by the reward
+    still interrupts training.
+    """
+    warnings = _Warnings(name)
+    stuck: list[threading.Thread] = []
 
     @functools.wraps(fn)
-    def wrapper(completions: list, **kwargs: Any) -> list[float]:
-        try:
-            scores = list(fn(completions, **kwargs))
-        except Exception as err:  # noqa: BLE001 - isolate the completions that make it raise
-            warn_once(f"{type(err).__name__}: {err}")
-            scores = score_one_by_one(completions, kwargs)
-        if len(scores) != len(completions):
-            warn_once(f"returned {len(scores)} scores for {len(completions)} completions")
-            scores = [None] * len(completions)
-        clean, failures = [], 0
-        for value in scores:
-            number = _as_finite_float(value)
-            if number is None:
-                failures += 1
-                number = 0.0
-            clean.append(number)
-        if failures:
-            if any(v is not None for v in scores):
-                warn_once("some scores were NaN, inf or not numbers")
-            log_metric = kwargs.get("log_metric")
-            if callable(log_metric):
-                log_metric(f"rewards/{name}/failures", float(failures))
-        return clean
+    def wrapper(completions: list, **kwargs: Any) -> list[float | None]:
+        log_metric = kwargs.get("log_metric")
+        if stuck and stuck[0].is_alive():
+            warnings.once("stuck", "still stuck in an earlier call; its batches score None until it returns")
+            return _timed_out(name, len(completions), log_metric)
+        stuck.clear()
+        finished, outcome = _call_bounded(fn, completions, kwargs, warnings, timeout)
+        if not finished:
+            logger.warning(
+                "reward '%s' took over %s s (reward_timeout); this batch scores None and training goes on",
+                name,
+                timeout,
+            )
+            stuck.append(outcome)
+            return _timed_out(name, len(completions), log_metric)
+        scores, failures = outcome
+        if failures and callable(log_metric):
+            log_metric(f"rewards/{name}/failures", float(failures))
+        return scores
 
     wrapper.__name__ = name
     wrapper.__qualname__ = name
     return wrapper
+
+
+def _timed_out(name: str, count: int, log_metric: Any) -> list[None]:
+    if callable(log_metric):
+        log_metric(f"rewards/{name}/timeouts", 1.0)
+    return [None] * count
+
+
+def _call_bounded(fn: RewardFunc, completions: list, kwargs: dict, warnings: _Warnings, timeout: float | None):
+    """(True, (scores, failures)) when the call finished, else (False, the stuck thread)."""
+    if timeout is None:
+        return True, _score_batch(fn, completions, kwargs, warnings)
+    abandoned = threading.Event()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = _score_batch(fn, completions, _detached(kwargs, abandoned), warnings)
+        except BaseException as err:  # noqa: BLE001 - handed to the calling thread, which decides
+            box["error"] = err
+
+    worker = threading.Thread(target=run, name=f"reward {warnings.name}", daemon=True)
+    worker.start()
+    _wait(worker, timeout)
+    if worker.is_alive():
+        abandoned.set()  # not killed: an exception injected into user code could leave a lock (logging's) held
+        return False, worker
+    if "error" in box:
+        raise box["error"]
+    return True, box["value"]
+
+
+def _wait(worker: threading.Thread, timeout: float) -> None:
+    """Join ``worker`` for up to ``timeout`` s, in short slices so signals are handled; shorter after a stop."""
+    end = time.monotonic() + timeout
+    while worker.is_alive():
+        if _stop_requested.is_set():
+            end = min(end, time.monotonic() + STOP_GRACE_S)
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        worker.join(min(_POLL_S, left))
+
+
+def _detached(kwargs: dict[str, Any], abandoned: threading.Event) -> dict[str, Any]:
+    """TRL's ``log_extra`` / ``log_metric`` for a worker: ignored once the call is abandoned (keeps tables aligned)."""
+
+    def guard(log: Callable) -> Callable:
+        def call(*args: Any, **kw: Any) -> Any:
+            return None if abandoned.is_set() else log(*args, **kw)
+
+        return call
+
+    return {k: guard(v) if k in ("log_extra", "log_metric") and callable(v) else v for k, v in kwargs.items()}
+
+
+def _score_batch(fn: RewardFunc, completions: list, kwargs: dict, warnings: _Warnings) -> tuple[list, int]:
+    """The batch's scores and the number of failures; a batch that raises is retried row by row."""
+    try:
+        raw = _call(fn, completions, kwargs)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as err:  # noqa: BLE001 - a reward may raise anything (SystemExit too); isolate the rows
+        _warn_raised(warnings, err)
+        raw = _score_rows(fn, completions, kwargs, warnings)
+    return _clean_scores(raw, len(completions), warnings)
+
+
+def _call(fn: RewardFunc, completions: list, kwargs: dict) -> list:
+    result = fn(completions, **kwargs)
+    if inspect.iscoroutine(result):  # an ``async def`` reward
+        result = asyncio.run(result)
+    return list(result)
+
+
+_RAISED = object()  # the score of a row whose call raised (already warned about)
+
+
+def _score_rows(fn: RewardFunc, completions: list, kwargs: dict, warnings: _Warnings) -> list:
+    scores: list = []
+    for i, completion in enumerate(completions):
+        row_kwargs = {
+            k: ([v[i]] if isinstance(v, list) and len(v) == len(completions) else v) for k, v in kwargs.items()
+        }
+        try:
+            scores.append(_call(fn, [completion], row_kwargs)[0])
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:  # noqa: BLE001 - one failing row must not fail the others
+            _warn_raised(warnings, err)
+            scores.append(_RAISED)
+    return scores
+
+
+def _warn_raised(warnings: _Warnings, err: BaseException) -> None:
+    reason = f"{type(err).__name__}: {err}"
+    warnings.once(reason, f"failed ({reason}); those completions score 0.0 and training goes on")
+
+
+def _clean_scores(raw: list, count: int, warnings: _Warnings) -> tuple[list[float | None], int]:
+    """One finite float or None per completion; NaN, inf, non-numbers and a wrong count become 0.0 failures."""
+    if len(raw) != count:
+        warnings.once("count", f"returned {len(raw)} scores for {count} completions; the batch scores 0.0")
+        return [0.0] * count, count
+    clean: list[float | None] = []
+    failures = 0
+    for value in raw:
+        number = None if value is None or value is _RAISED else _as_finite_float(value)
+        if number is None and value is not None:
+            failures += 1
+            number = 0.0
+            if value is not _RAISED:
+                warnings.once("values", "returned NaN, inf or a non-number; those completions score 0.0")
+        clean.append(number)
+    if None in clean:
+        warnings.once("none", "returned None for some completions; TRL leaves those out of the weighted sum")
+    return clean, failures
 
 
 def _as_finite_float(value: Any) -> float | None:
@@ -405,24 +523,30 @@ def _factory_kwargs(name: str, section: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_reward_functions(
-    names: Iterable[str], reward_config: str | Path | dict | None = None, preset: str = "balanced"
+    names: Iterable[str],
+    reward_config: str | Path | dict | None = None,
+    preset: str = "balanced",
+    reward_timeout: float | None = DEFAULT_REWARD_TIMEOUT,
 ) -> tuple[list[RewardFunc], list[float]]:
     """Guarded reward callables for ``names`` and their weights (for TRL's ``reward_weights``).
 
     ``names`` items are built-in names (``accuracy``, ``length``, ``custom``) or dotted paths to a function
-    (``package.module.function``, as TRL's own CLI accepts).
+    (``package.module.function``, as TRL's own CLI accepts).  ``reward_timeout``: seconds one call may take
+    (None: no limit); see ``guarded_reward``.
     """
+    if reward_timeout is not None and not (isinstance(reward_timeout, (int, float)) and reward_timeout > 0):
+        raise ConfigError(f"reward_timeout={reward_timeout!r} must be a positive number of seconds (e.g. 60).")
     settings = load_reward_config(reward_config)
     functions, weights = [], []
     for name in names:
         if name in REWARD_FACTORIES:
             section = settings.get(name, {})
             fn = REWARD_FACTORIES[name](**_factory_kwargs(name, section))
-            functions.append(guarded_reward(fn, f"{name}_reward"))
+            functions.append(guarded_reward(fn, f"{name}_reward", reward_timeout))
             weights.append(reward_weight(name, section, preset))
         elif "." in name or ":" in name:
             fn = load_function(name)
-            functions.append(guarded_reward(fn, getattr(fn, "__name__", name)))
+            functions.append(guarded_reward(fn, getattr(fn, "__name__", name), reward_timeout))
             weights.append(1.0)
         else:
             raise ConfigError(
@@ -433,9 +557,18 @@ def build_reward_functions(
 
 def score_completions(
     functions: list[RewardFunc], completions: list, columns: dict[str, list]
-) -> dict[str, list[float]]:
+) -> dict[str, list[float | None]]:
     """Score ``completions`` with each function, passing dataset ``columns`` as TRL would."""
     return {fn.__name__: fn(completions, **columns) for fn in functions}
+
+
+def weighted_total(scores: dict[str, list[float | None]], weights: list[float]) -> list[float | None]:
+    """Per completion, the weighted sum of the scores that are not None, as TRL sums them (None: none scored)."""
+    totals: list[float | None] = []
+    for row in zip(*scores.values()):
+        present = [w * s for w, s in zip(weights, row) if s is not None]
+        totals.append(sum(present) if present else None)
+    return totals
 
 
 PREVIEW_ROWS = 2000
@@ -445,35 +578,43 @@ def preview_rewards(dataset, functions: list[RewardFunc], limit: int = PREVIEW_R
     """Score the dataset's own ``chosen`` and ``rejected`` answers with each reward, and log a table.
 
     Shows before any GPU time is spent whether a reward agrees with the preference labels: the mean for
-    chosen and for rejected, and how often chosen scores strictly higher.  No model is involved.
+    chosen and for rejected, and how often chosen scores strictly higher, over the rows where both have a
+    score (``scored``; a None score is not applicable).  No model is involved.
     """
     rows = list(itertools.islice(iter(dataset), limit))
     columns = {key: [row[key] for row in rows] for key in rows[0]} if rows else {}
     chosen = scores_for(functions, columns, CHOSEN_KEY)
     rejected = scores_for(functions, columns, REJECTED_KEY)
-    table = {}
-    for name in chosen:
-        pairs = list(zip(chosen[name], rejected[name]))
-        table[name] = {
-            "chosen_mean": sum(c for c, _ in pairs) / len(pairs),
-            "rejected_mean": sum(r for _, r in pairs) / len(pairs),
-            "chosen_wins": sum(c > r for c, r in pairs) / len(pairs),
-            "ties": sum(c == r for c, r in pairs) / len(pairs),
-        }
+    table = {name: _preview_stats(chosen[name], rejected[name]) for name in chosen}
     logger.info("reward preview on %d rows (chosen vs rejected references):", len(rows))
-    logger.info("%-20s %12s %14s %12s %8s", "reward", "chosen mean", "rejected mean", "chosen wins", "ties")
+    logger.info(
+        "%-20s %12s %14s %12s %8s %7s", "reward", "chosen mean", "rejected mean", "chosen wins", "ties", "scored"
+    )
     for name, stats in table.items():
         logger.info(
-            "%-20s %12.3f %14.3f %11.1f%% %7.1f%%",
+            "%-20s %12.3f %14.3f %11.1f%% %7.1f%% %7d",
             name,
             stats["chosen_mean"],
             stats["rejected_mean"],
             100 * stats["chosen_wins"],
             100 * stats["ties"],
+            stats["scored"],
         )
     return table
 
 
-def scores_for(functions: list[RewardFunc], columns: dict[str, list], answer_key: str) -> dict[str, list[float]]:
+def _preview_stats(chosen: list[float | None], rejected: list[float | None]) -> dict[str, float]:
+    pairs = [(c, r) for c, r in zip(chosen, rejected) if c is not None and r is not None]
+    n = len(pairs) or math.nan
+    return {
+        "chosen_mean": sum(c for c, _ in pairs) / n,
+        "rejected_mean": sum(r for _, r in pairs) / n,
+        "chosen_wins": sum(c > r for c, r in pairs) / n,
+        "ties": sum(c == r for c, r in pairs) / n,
+        "scored": len(pairs),
+    }
+
+
+def scores_for(functions: list[RewardFunc], columns: dict[str, list], answer_key: str) -> dict[str, list[float | None]]:
     completions = [[{"role": "assistant", "content": text}] for text in columns.get(answer_key, [])]
     return score_completions(functions, completions, columns)

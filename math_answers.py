@@ -1,0 +1,180 @@
+"""Final answers of references and completions, compared with math-verify (Hugging Face's answer checker).
+
+A reference (the dataset's ``chosen`` answer) falls in one of five modes, decided once per reference text:
+
+* ``math``: a final answer math-verify can parse: the content of ``\\boxed{}``, the text after GSM8K's
+  ``####``, "the answer is", "answer:", "정답은", "답:", or a reference that is itself a number or expression
+  (``27``, ``1,000``, ``\\frac{1}{2}``, ``x^2+1``, ``$(1, 2)$``).  The completion's answer is parsed the same way
+  and ``math_verify.verify`` decides (``0.5`` equals ``\\frac{1}{2}``, ``2\\sqrt{2}`` differs from ``2``).
+* ``text_answer``: a marked answer that is words, not math ("The answer is Paris"): compared as normalised text.
+* ``unparseable``: a marked answer or a bare expression that math-verify cannot parse: the completion cannot be
+  checked, and scores ``None`` (TRL leaves it out of the weighted sum) rather than a fake 0.
+* ``free_text``: a reference sentence without a marked answer: graded by word overlap (see ``rewards``).
+* ``keywords``: no reference at all.
+
+Each math-verify call runs under ``thread_deadline.deadline`` (math-verify's own ``signal.alarm`` timeout works
+only in the main thread; rewards run in worker threads).  A parse or comparison past ``MATH_TIMEOUT_S`` counts as
+not matching.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+from thread_deadline import DeadlineExceeded, deadline
+
+logger = logging.getLogger(__name__)
+
+MATH = "math"
+TEXT_ANSWER = "text_answer"
+UNPARSEABLE = "unparseable"
+FREE_TEXT = "free_text"
+KEYWORDS = "keywords"
+MODES = (MATH, TEXT_ANSWER, UNPARSEABLE, FREE_TEXT, KEYWORDS)
+
+MATH_TIMEOUT_S = 5.0
+# LaTeX (boxed first) then plain numbers: the configuration of math-verify's own test suite.
+EXTRACTION = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
+
+_BOXED = "\\boxed"
+_MARKER_RE = re.compile(
+    r"(?:####|the\s+(?:final\s+)?answer\s+is|answer\s*[:=]|정답은|정답\s*[:=]|답은|답\s*[:=])\s*:?\s*([^\n]+)",
+    re.IGNORECASE,
+)
+_DELIMITED_RE = re.compile(r"\s*(\$\$?|\\\(|\\\[).+?(\$\$?|\\\)|\\\])\s*\.?\s*", re.DOTALL)
+_NUMERIC_RE = re.compile(r"[\s\d.,/+\-$%€£]+")
+_LATEX_COMMAND_RE = re.compile(r"\\[A-Za-z]+")
+_WORD_RE = re.compile(r"[^\W\d_]{2,}")
+_TOKEN_RE = re.compile(r"\w+", re.UNICODE)
+_MATH_HINT_RE = re.compile(r"[\d\\^_{}=]")
+
+
+class _DisabledTimeoutFilter(logging.Filter):
+    """Drop math-verify's "Timeout is disabled" warning: ``deadline`` is the timeout here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Timeout is disabled" not in record.getMessage()
+
+
+for _name in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_name).addFilter(_DisabledTimeoutFilter())
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference's mode and its answer: math-verify's parse (``math``) or normalised words (``text_answer``)."""
+
+    mode: str
+    answer: Any = None
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words (letters and digits, any script) of ``text``."""
+    return _TOKEN_RE.findall(text.lower())
+
+
+def normalise_text(text: str) -> str:
+    """Words joined by single spaces: 'Paris.' and 'paris' compare equal."""
+    return " ".join(words(text))
+
+
+def _clean(text: str) -> str:
+    return text.replace("−", "-").strip()
+
+
+def _marked_span(text: str) -> str | None:
+    """The text after the last answer marker (####, 'the answer is', '정답은', ...), or None."""
+    found = _MARKER_RE.findall(text)
+    return found[-1].strip() if found else None
+
+
+def _has_words(text: str) -> bool:
+    """True when ``text`` holds a word of two or more letters outside LaTeX commands ('18 dollars', 'Paris')."""
+    return bool(_WORD_RE.search(_LATEX_COMMAND_RE.sub(" ", text)))
+
+
+def _timed(call: Callable[[], Any], fallback: Any, what: str) -> Any:
+    """``call()`` under ``MATH_TIMEOUT_S``; ``fallback`` when it runs longer."""
+    try:
+        with deadline(MATH_TIMEOUT_S):
+            return call()
+    except DeadlineExceeded:
+        logger.warning("math-verify took over %.0f s to %s; counted as no match", MATH_TIMEOUT_S, what)
+        return fallback
+
+
+def parse_math(text: str) -> list:
+    """math-verify's parse of ``text``; [] when nothing parses or it takes too long."""
+    return _timed(lambda: parse(text, list(EXTRACTION), parsing_timeout=None), [], f"parse {text[:60]!r}")
+
+
+def parse_span(span: str) -> list:
+    """Parse an answer span: delimited LaTeX as is, words as text with numbers, bare math as LaTeX."""
+    if _BOXED in span or _DELIMITED_RE.search(span) or _has_words(span) or _NUMERIC_RE.fullmatch(span):
+        return parse_math(span)
+    return parse_math(f"${span}$") or parse_math(span)
+
+
+def _is_bare(reference: str) -> bool:
+    """A reference that is only an answer: one delimited formula, or math without words."""
+    return bool(_DELIMITED_RE.fullmatch(reference)) or not _has_words(reference)
+
+
+@functools.lru_cache(maxsize=16384)
+def parse_reference(reference: str) -> Reference:
+    """The mode and parsed final answer of a reference (cached: every completion of a prompt shares it)."""
+    text = _clean(reference)
+    if not text:
+        return Reference(KEYWORDS)
+    span = text if _BOXED in text else _marked_span(text)
+    if span is None:
+        if not _is_bare(text):
+            return Reference(FREE_TEXT)
+        span = text
+    parsed = parse_span(span)
+    if parsed:
+        return Reference(MATH, tuple(parsed))
+    if _MATH_HINT_RE.search(span) or not normalise_text(span):
+        return Reference(UNPARSEABLE)
+    return Reference(TEXT_ANSWER, normalise_text(span))
+
+
+def completion_answer(text: str) -> list:
+    """The completion's final answer parsed by math-verify: ``\\boxed{}`` first, then a marked answer, else the text."""
+    text = _clean(text)
+    if _BOXED not in text:
+        span = _marked_span(text)
+        if span is not None:
+            return parse_span(span)
+    return parse_math(text)
+
+
+def math_matches(reference: Reference, completion: str) -> bool:
+    """math-verify's verdict on the completion's final answer against a ``math`` reference."""
+    predicted = completion_answer(completion)
+    if not predicted:
+        return False
+    gold = list(reference.answer)
+    return _timed(lambda: verify(gold, predicted, timeout_seconds=None), False, "compare answers")
+
+
+def text_matches(reference: Reference, completion: str) -> bool:
+    """A ``text_answer`` reference: the completion's marked answer (or whole text), normalised, equals it."""
+    text = _clean(completion)
+    span = _marked_span(text)
+    return normalise_text(span if span is not None else text) == reference.answer
+
+
+def count_modes(references: Iterable[str]) -> dict[str, int]:
+    """How many references fall in each mode (all modes listed, zeros included)."""
+    counts = dict.fromkeys(MODES, 0)
+    for reference in references:
+        counts[parse_reference(reference or "").mode] += 1
+    return counts
