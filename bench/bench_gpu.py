@@ -307,10 +307,11 @@ def spread(values: list[float]) -> dict:
 
 
 def summarize(args, point: Point, batch: int, reason: str, trainer, probe: Probe, warmup_steps: int) -> dict:
-    """One result line for a point: whole timed rounds only."""
+    """One result line for a point: whole timed rounds only (``complete`` false when the run stopped early)."""
     import torch
 
     per_round = batch // args.batch
+    expected = per_round * math.ceil(args.steps / per_round)
     # TRL logs completion lengths once per generation round (over the whole generation batch).
     lengths = [e["completions/mean_length"] for e in trainer.state.log_history if "completions/mean_length" in e]
     timed = probe.records[warmup_steps:]
@@ -329,6 +330,7 @@ def summarize(args, point: Point, batch: int, reason: str, trainer, probe: Probe
         "point": point.__dict__,
         "generation_batch": batch,
         "generation_batch_reason": reason,
+        "complete": len(timed) == expected,
         "model": args.model_dir.name,
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "settings": {

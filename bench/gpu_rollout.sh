@@ -2,7 +2,10 @@
 # One device call for issue 15 (rollout throughput) on the Llama-3.1-8B shape: every row of
 # docs/benchmarks.md's rollout table, spread over the machine's GPUs by bench/gpu_queue.py (one row per GPU
 # at a time, highest priority first, rows that no longer fit the budget skipped).
-#   bash bench/gpu_rollout.sh [BUDGET_S]     (on the GPU host, with .whl and .device/tokenizer beside it)
+#   bash bench/gpu_rollout.sh [BUDGET_S] [sweep|levers]  (on the GPU host, with .whl and .device/tokenizer)
+# sweep: baselines, our backends at the automatic generation batch, the Unsloth sweep (first device call);
+# levers: steady state of Unsloth at 128, Unsloth bf16, compiled static-cache decoding, bnb with the dynamic
+# cache (second device call).
 # Results: $OUT/rollout.jsonl (one line per point), $OUT/queue.log, $OUT/logs.tgz (one log per row).
 set -uo pipefail
 started=$SECONDS
@@ -12,6 +15,15 @@ model=/tmp/llama-3.1-8b
 [ -f $model/config.json ] || python3 bench/make_random_model.py --shape llama-3.1-8b --tokenizer .device/tokenizer --out $model 2>&1 | tail -1
 bench="python3 bench/bench_gpu.py --model-dir $model --out $OUT/rollout.jsonl --steps 6"
 tab=$'\t'
+if [ "${2:-sweep}" = levers ]; then
+cat > /tmp/jobs.tsv <<JOBS
+unsloth_steady${tab}300${tab}$bench --row unsloth --label unsloth_steady --points 128 --steps 24
+unsloth_bf16${tab}230${tab}$bench --row unsloth_bf16 --points 128 --steps 16
+transformers_bf16_compile${tab}250${tab}$bench --row transformers_bf16 --label transformers_bf16_compile --points 128:compile --steps 8
+transformers_4bit_dynamic${tab}170${tab}$bench --row transformers_4bit --label transformers_4bit_dynamic --points 128 --steps 8 --trl-json '{"cache_implementation": null}'
+unsloth_64${tab}200${tab}$bench --row unsloth --label unsloth_64 --points 64 --steps 16
+JOBS
+else
 cat > /tmp/jobs.tsv <<JOBS
 trl${tab}330${tab}$bench --row trl_bf16 --label trl_bf16 --points default,128
 unsloth_main${tab}330${tab}$bench --row unsloth --points auto,256:w0,auto:w0:nographs
@@ -21,6 +33,7 @@ transformers_bf16${tab}150${tab}$bench --row transformers_bf16 --points auto
 unsloth_bf16${tab}170${tab}$bench --row unsloth_bf16 --points auto
 transformers_bf16_compile${tab}200${tab}$bench --row transformers_bf16 --label transformers_bf16_compile --points auto:compile
 JOBS
+fi
 mkdir -p /tmp/logs
 python3 bench/gpu_queue.py /tmp/jobs.tsv --deadline $((budget - (SECONDS - started) - 15)) --logs /tmp/logs
 cp /tmp/logs/queue.log "$OUT/"
