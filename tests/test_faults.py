@@ -470,6 +470,22 @@ ENV_CASES = [
         patch=lambda mp, t: mp.setattr("train_grpo.load_data", _boom),
     ),
     Case(
+        "env-hub-model-offline",
+        [*TINY, *DATA, *OUT, "--model", "nobody/no-such-model"],
+        2,
+        ["nobody/no-such-model", "could not be loaded"],
+        {"data.jsonl": GOOD},
+        model=True,
+    ),
+    Case(
+        "env-unsloth-without-cuda",
+        [*TINY, *DATA, *OUT, "--backend", "unsloth"],
+        2,
+        ["unsloth", "CUDA"],
+        {"data.jsonl": GOOD},
+        model=True,
+    ),
+    Case(
         "env-model-folder-missing",
         [*TINY, *DATA, *OUT, "--model", "{tmp}/no-model"],
         2,

@@ -15,8 +15,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT, build_tiny_model, run_train_grpo, tiny_cli_args
+from checkpoints import resolve_checkpoint
+from conftest import ROOT, run_train_grpo, tiny_cli_args
 from plot_run import main as plot_main
+from train_grpo import cli
 
 
 def tiny_args(model_dir: Path, out: Path, *extra: str) -> list[str]:
@@ -32,9 +34,9 @@ def cli_env(record_file: Path | None = None) -> dict[str, str]:
     return env
 
 
-def start(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+def start(args: list[str], cwd: Path, env: dict[str, str], script: Path = ROOT / "train_grpo.py") -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "train_grpo.py"), *args],
+        [sys.executable, str(script), *args],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
@@ -64,29 +66,71 @@ def steps_seen(record_file: Path) -> dict[int, list[str]]:
     return seen
 
 
-def test_kill_9_then_resume_equals_an_uninterrupted_run(tiny_model_dir, tmp_path):
-    steps = ["--max-steps", "6", "--config", str(write(tmp_path / "save.json", {"save_steps": 1}))]
-    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
-    assert run(tiny_args(tiny_model_dir, straight, *steps), tmp_path, cli_env(tmp_path / "a.jsonl")).returncode == 0
+SAVE_EVERY_STEP = {"save_steps": 1}
 
-    process = start(tiny_args(tiny_model_dir, crashed, *steps), tmp_path, cli_env(tmp_path / "b.jsonl"))
-    wait_for(lambda: (crashed / "checkpoint-2" / "trainer_state.json").is_file(), process)
+
+@pytest.fixture(scope="module")
+def straight_run(tiny_model_dir, tmp_path_factory) -> tuple[Path, Path]:
+    """An uninterrupted 4-step run (checkpoint every step) and the prompts each step saw."""
+    root = tmp_path_factory.mktemp("straight")
+    steps = ["--max-steps", "4", "--config", str(write(root / "save.json", SAVE_EVERY_STEP))]
+    result = run(tiny_args(tiny_model_dir, root / "run", *steps), root, cli_env(root / "seen.jsonl"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "run", root / "seen.jsonl"
+
+
+KILL_POINTS = {
+    # name: (how the process is started, when it is killed, the checkpoint 'latest' must then pick)
+    "after-checkpoint-2": ((), lambda run, flag: (run / "checkpoint-2" / "trainer_state.json").is_file(), None),
+    "during-save-of-checkpoint-3": (
+        ("checkpoint-save:3",),
+        lambda run, flag: flag.is_file(),
+        "checkpoint-2",
+    ),
+    "after-final-adapter-before-marked-finished": (("final-save",), lambda run, flag: flag.is_file(), "checkpoint-4"),
+}
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        pytest.param("after-checkpoint-2", marks=pytest.mark.slow),
+        "during-save-of-checkpoint-3",
+        pytest.param("after-final-adapter-before-marked-finished", marks=pytest.mark.slow),
+    ],
+)
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tiny_model_dir, tmp_path, straight_run, point):
+    """kill -9 at several points, a checkpoint save included; ``latest`` then resumes to the same adapter."""
+    pause, killed_when, expected_latest = KILL_POINTS[point]
+    straight, straight_seen = straight_run
+    crashed, flag = tmp_path / "crashed", tmp_path / "paused"
+    steps = ["--max-steps", "4", "--config", str(write(tmp_path / "save.json", SAVE_EVERY_STEP))]
+    env = {**cli_env(tmp_path / "seen.jsonl"), "GRPO_PAUSE_FLAG": str(flag)}
+    if pause:
+        env["GRPO_PAUSE"] = pause[0]
+    script = ROOT / "tests" / "pause_points.py" if pause else ROOT / "train_grpo.py"
+    process = start(tiny_args(tiny_model_dir, crashed, *steps), tmp_path, env, script)
+    wait_for(lambda: killed_when(crashed, flag), process)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert not (crashed / "checkpoint-6").exists(), "the run finished before it was killed"
+    assert json.loads((crashed / "run_state.json").read_text())["state"] == "running"  # what a kill leaves
+    if point == "after-checkpoint-2":
+        assert not (crashed / "checkpoint-4").exists(), "the run finished before it was killed"
+    if point == "during-save-of-checkpoint-3":
+        assert (crashed / ".checkpoint-staging" / "checkpoint-3").is_dir() and not (crashed / "checkpoint-3").exists()
+    if expected_latest:
+        assert resolve_checkpoint("latest", crashed) == str(crashed / expected_latest)
 
-    resumed = run(
-        tiny_args(tiny_model_dir, crashed, *steps, "--resume-from-checkpoint", "latest"),
-        tmp_path,
-        cli_env(tmp_path / "b.jsonl"),
-    )
+    resumed = run(tiny_args(tiny_model_dir, crashed, *steps, "--resume-from-checkpoint", "latest"), tmp_path, env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-
-    final = [json.loads((d / "checkpoint-6" / "trainer_state.json").read_text()) for d in (straight, crashed)]
-    assert final[0]["global_step"] == final[1]["global_step"] == 6
-    assert steps_seen(tmp_path / "a.jsonl") == steps_seen(tmp_path / "b.jsonl")  # same data, same order
-    assert sorted(p.name for p in (straight / "checkpoint-6").iterdir()) == sorted(
-        p.name for p in (crashed / "checkpoint-6").iterdir()
+    assert "resuming from " in (crashed / "grpo_training.log").read_text()  # the log names the checkpoint
+    assert json.loads((crashed / "run_state.json").read_text())["state"] == "finished"
+    assert not (crashed / ".checkpoint-staging").exists()
+    final = [json.loads((d / "checkpoint-4" / "trainer_state.json").read_text()) for d in (straight, crashed)]
+    assert final[0]["global_step"] == final[1]["global_step"] == 4
+    assert steps_seen(straight_seen) == steps_seen(tmp_path / "seen.jsonl")  # same data, same order
+    assert sorted(p.name for p in (straight / "checkpoint-4").iterdir()) == sorted(
+        p.name for p in (crashed / "checkpoint-4").iterdir()
     )
     weights = [load_file(d / "adapter_model.safetensors") for d in (straight, crashed)]
     assert weights[0].keys() == weights[1].keys()
@@ -153,37 +197,28 @@ def test_plot_eval_during_training_and_tensorboard(tiny_model_dir, tmp_path):
     assert plot_main([str(out)]) == 0 and (out / "training_curves.png").is_file()
 
 
-@pytest.mark.parametrize(
-    ("extra", "message"),
-    [
-        (["--model", "nobody/no-such-model"], "could not be loaded"),  # hub id, offline, not cached
-        (["--model", "./missing-folder"], "does not exist"),
-        (["--backend", "unsloth"], "needs a CUDA GPU"),
-        (["--resume-from-checkpoint", "nowhere/checkpoint-3"], "not a complete checkpoint folder"),
-        (["--num-generations", "3"], "Working values"),
-    ],
-)
-def test_clear_errors(tiny_model_dir, tmp_path, extra, message):
-    out = tmp_path / "run"
-    args = [a for a in tiny_args(tiny_model_dir, out, "--max-steps", "1")]
-    if "--model" in extra:
-        args[1] = extra[1]
-        extra = []
-    result = run([*args, *extra], tmp_path, cli_env())
-    assert result.returncode == 2, result.stderr[-2000:]
-    errors = [line for line in (tmp_path / "grpo_training.log").read_text().splitlines() if "ERROR" in line]
-    assert errors and message in errors[-1]
-    assert "Traceback" not in result.stderr
+@pytest.mark.slow  # the same rules without a model, one test each: tests/test_run_dir.py
+def test_the_issue_data_loss_sequence_is_refused_and_leaves_runs_intact(tiny_model_dir, tmp_path, monkeypatch):
+    """Issue 14's three data losses, on real runs: another run's checkpoint resumed into a finished run,
+    --overwrite mixing old checkpoints into the new run, and resuming a finished run."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(ROOT / "tests"))
+    save = ["--config", str(write(tmp_path / "save.json", SAVE_EVERY_STEP))]
+    finished, other = tmp_path / "finished", tmp_path / "other"
+    assert cli(tiny_args(tiny_model_dir, finished, "--max-steps", "2", *save)) == 0
+    assert cli(tiny_args(tiny_model_dir, other, "--max-steps", "3", *save)) == 0
+    before = {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
 
+    foreign = ["--resume-from-checkpoint", str(other / "checkpoint-2")]
+    assert cli(tiny_args(tiny_model_dir, finished, "--max-steps", "3", *foreign)) == 2
+    assert cli(tiny_args(tiny_model_dir, finished, "--max-steps", "4", "--resume-from-checkpoint", "latest")) == 2
+    assert {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()} == before
 
-def test_resume_from_another_model_is_refused(tiny_model_dir, tmp_path):
-    out = tmp_path / "run"
-    config = write(tmp_path / "save.json", {"save_steps": 1})
-    assert (
-        run(tiny_args(tiny_model_dir, out, "--max-steps", "1", "--config", str(config)), tmp_path, cli_env()).returncode
-        == 0
-    )
-    other = build_tiny_model(tmp_path / "other-model")
-    result = run(tiny_args(other, out, "--max-steps", "2", "--resume-from-checkpoint", "latest"), tmp_path, cli_env())
-    assert result.returncode == 2
-    assert "was trained on" in (out / "grpo_training.log").read_text()
+    assert cli(tiny_args(tiny_model_dir, finished, "--max-steps", "1", "--overwrite", *save)) == 0
+    (moved,) = tmp_path.glob("finished.old-*")
+    assert {p: p.read_bytes() for p in moved.rglob("*") if p.is_file()} == {
+        moved / p.relative_to(finished): data for p, data in before.items()
+    }
+    assert sorted(p.name for p in finished.glob("checkpoint-*")) == ["checkpoint-1"]  # nothing of the old run
+    assert {json.loads(line)["step"] for line in (finished / "metrics.jsonl").read_text().splitlines()} == {1}
+    assert cli(tiny_args(tiny_model_dir, finished, "--max-steps", "4", "--resume-from-checkpoint", "latest")) == 2
