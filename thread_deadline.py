@@ -8,18 +8,18 @@ thread's next bytecode, so Python loops (sympy) stop promptly; a call blocked in
 let it through.
 
 An asynchronous exception can land anywhere, also between a lock's acquire and the ``try`` that releases it, so
-the limited thread never takes a lock here: it hands its deadline to the watchdog through a ``SimpleQueue`` (a C
+the limited thread never takes a lock here: it hands its deadline to the watchdog through a ``deque`` (a C
 call) and settles "finished or fired" with one atomic ``dict.setdefault``.  Use it only around code whose call
 graph is known not to hold locks across Python code (math-verify and sympy); never to stop arbitrary user code.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import heapq
 import itertools
-import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -39,20 +39,23 @@ def raise_in_thread(thread_id: int, exc_type: type[BaseException] | None) -> boo
     return _SET_ASYNC_EXC(ctypes.c_ulong(thread_id), exc) == 1
 
 
-_requests: queue.SimpleQueue = queue.SimpleQueue()
+_TICK_S = 0.05  # the watchdog's resolution: deadlines fire up to this late
+_requests: collections.deque = collections.deque()  # append and popleft are atomic: no lock, no wake-up per call
 _watchdog: list[threading.Thread] = []
 
 
 def _watch() -> None:
-    """Collect deadlines from ``_requests`` and fire each one that passes before its block has finished."""
+    """Every tick, take new deadlines from ``_requests`` and fire each passed one whose block has not finished."""
     pending: list[tuple[float, int, dict]] = []
     order = itertools.count()
     while True:
-        wait = max(0.0, pending[0][0] - time.monotonic()) if pending else None
-        with contextlib.suppress(queue.Empty):
-            entry = _requests.get(timeout=wait)
-            heapq.heappush(pending, (entry["due"], next(order), entry))
-        while pending and pending[0][0] <= time.monotonic():
+        time.sleep(_TICK_S)
+        while _requests:
+            entry = _requests.popleft()
+            if _STATE not in entry:  # blocks that already finished need no watching
+                heapq.heappush(pending, (entry["due"], next(order), entry))
+        now = time.monotonic()
+        while pending and pending[0][0] <= now:
             _, _, entry = heapq.heappop(pending)
             if entry.setdefault(_STATE, "fired") == "fired":
                 raise_in_thread(entry["thread"], DeadlineExceeded)
@@ -87,7 +90,7 @@ def deadline(seconds: float | None) -> Iterator[None]:
         return
     entry = {"thread": threading.get_ident(), "due": time.monotonic() + seconds}
     _ensure_watchdog()
-    _requests.put(entry)
+    _requests.append(entry)
     try:
         yield
     finally:
