@@ -421,6 +421,8 @@ def print_train_summary(summary: dict[str, Any]) -> None:
 
 def print_eval_summary(results: dict[str, Any], adapter: Path | None) -> None:
     logger.info("=== evaluation of %s on %d prompts ===", adapter or "the base model", results["num_prompts"])
+    # Evaluation during training (eval_reward in metrics.jsonl) is TRL's: sampled, num_generations per prompt.
+    logger.info("sampling: %s", "greedy, one completion per prompt" if results["greedy"] else "sampled")
     for name, stats in results["rewards"].items():
         logger.info("%-18s mean %.3f  std %.3f  stderr %.3f", name, stats["mean"], stats["std"], stats["stderr"])
     for sample in results["samples"][:3]:

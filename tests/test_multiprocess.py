@@ -1,5 +1,5 @@
 """Two processes with the gloo backend on CPU (torchrun), end to end on a tiny model: both ranks take part,
-only the main process writes, the adapter loads, and resume works under several processes."""
+only the main process writes, an interrupted run resumes under several processes, and the adapter loads."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from conftest import ROOT, run_train_grpo, tiny_cli_args
 TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
 
 
-def torchrun(args: list[str], cwd: Path, record: Path):
+def torchrun(args: list[str], cwd: Path, record: Path, **env_extra: str):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "GRPO_RECORD_FILE": str(record), "OMP_NUM_THREADS": "1"}
-    return run_train_grpo(args, cwd, env, launcher=TORCHRUN)
+    return run_train_grpo(args, cwd, {**env, **env_extra}, launcher=TORCHRUN)
 
 
 def test_two_processes_train_save_and_resume(tiny_model_dir, tmp_path):
@@ -25,14 +25,15 @@ def test_two_processes_train_save_and_resume(tiny_model_dir, tmp_path):
         tiny_model_dir, out, "--config", str(config), "--eval-samples", "8", rewards=("recorder.record_reward",)
     )
     record = tmp_path / "seen.jsonl"
-    first = torchrun([*args, "--max-steps", "2"], tmp_path, record)
-    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    # Stopped by SIGTERM in step 2 on both ranks: step 2 is finished and saved, then the run exits (130).
+    first = torchrun([*args, "--max-steps", "3"], tmp_path, record, GRPO_SIGTERM_AT_STEP="1")
+    assert first.returncode != 0 and (out / "checkpoint-2").is_dir(), first.stdout[-2000:] + first.stderr[-3000:]
 
     seen = [json.loads(line) for line in record.read_text().splitlines()]
     assert {entry["rank"] for entry in seen} == {0, 1}, "both ranks score completions"
     steps_by_rank = {rank: sorted(e["step"] for e in seen if e["rank"] == rank) for rank in (0, 1)}
     assert steps_by_rank[0] == steps_by_rank[1] == [0, 1], "each rank scores its share of every step"
-    assert (out / "adapter_model.safetensors").is_file() and (out / "checkpoint-2").is_dir()
+    assert not (out / "checkpoint-3").exists()
     assert (out / "grpo_training.log").read_text().count("run directory:") == 1, "only the main process logs"
 
     resumed = torchrun([*args, "--max-steps", "3", "--resume-from-checkpoint", "latest"], tmp_path, record)
