@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup quick-test test test-slow test-gpu lint format demo plot clean
+.PHONY: setup quick-test test test-slow test-gpu lint format demo reward-model-demo plot clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,3 +50,10 @@ demo: $(STAMP)
 	$(BIN)/python train_grpo.py --config config/demo.json --output-dir $(DEMO_DIR)/trained
 	$(BIN)/python train_grpo.py --config config/demo.json --output-dir $(DEMO_DIR)/trained --eval-only
 	$(BIN)/python bench/demo_report.py $(DEMO_DIR)
+
+# The reward-model demo (docs/reward_model.md): train a reward model on generated pairs, then GRPO with it as the
+# reward, evaluated before and after on the held-out prompts; the report is $(RM_DEMO_DIR)/grpo/report.md.
+RM_DEMO_DIR ?= grpo_outputs/reward-model-demo-$(shell date +%Y%m%d-%H%M%S)
+reward-model-demo: $(STAMP)
+	$(BIN)/python train_reward_model.py --config config/reward_model_demo.json --output-dir $(RM_DEMO_DIR)/reward_model
+	$(BIN)/python examples/reward_model_demo.py --reward-model $(RM_DEMO_DIR)/reward_model --output-dir $(RM_DEMO_DIR)/grpo

@@ -122,12 +122,12 @@ def pairwise_accuracy(chosen: list[float], rejected: list[float]) -> dict[str, f
     }
 
 
-def score_pairs(reward_model: RewardModel, pairs, batch_size: int = 16) -> dict[str, float]:
-    """Pairwise accuracy of ``reward_model`` on rows with ``prompt`` and ``chosen``/``rejected`` answers."""
+def score_pairs(reward_model: RewardModel, pairs, batch_size: int = 16) -> tuple[list[float], list[float]]:
+    """Scores of the ``chosen`` and of the ``rejected`` answers of rows with a ``prompt``, in row order."""
     prompts = list(pairs["prompt"])
     chosen = reward_model.score([conversation(p, c) for p, c in zip(prompts, pairs["chosen"])], batch_size)
     rejected = reward_model.score([conversation(p, r) for p, r in zip(prompts, pairs["rejected"])], batch_size)
-    return pairwise_accuracy(chosen, rejected)
+    return chosen, rejected
 
 
 # --------------------------------------------------------------------------------------------------

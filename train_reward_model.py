@@ -187,13 +187,21 @@ def load_classifier(config: RewardModelConfig):
 # The run
 
 
-def heldout_accuracy(model, tokenizer, heldout, config: RewardModelConfig) -> dict[str, float] | None:
-    """Pairwise accuracy on the held-out pairs, scored as ``get_reward_model_reward`` scores (None: no pairs)."""
+def heldout_scores(model, tokenizer, heldout, config: RewardModelConfig) -> dict[str, list[float]] | None:
+    """Chosen and rejected scores of the held-out pairs, scored as ``get_reward_model_reward`` scores."""
     from reward_model import RewardModel, score_pairs
 
     if heldout is None or len(heldout) == 0:
         return None
-    return score_pairs(RewardModel(model, tokenizer, config.max_length), heldout, config.per_device_eval_batch_size)
+    reward_model = RewardModel(model, tokenizer, config.max_length)
+    chosen, rejected = score_pairs(reward_model, heldout, config.per_device_eval_batch_size)
+    return {"chosen": chosen, "rejected": rejected}
+
+
+def accuracy_of(scores: dict[str, list[float]] | None) -> dict[str, float] | None:
+    from reward_model import pairwise_accuracy
+
+    return pairwise_accuracy(scores["chosen"], scores["rejected"]) if scores else None
 
 
 def build_trainer(config: RewardModelConfig, train, heldout, callbacks: list):
@@ -273,18 +281,19 @@ def main(config: RewardModelConfig, *, output_dir_given: bool = True) -> dict[st
         config.max_length,
         heldout_pairs,
     )
-    before = heldout_accuracy(trainer.model, trainer.processing_class, heldout, config)
+    before = heldout_scores(trainer.model, trainer.processing_class, heldout, config)
     summary = run_training(trainer, plan.checkpoint)
-    after = heldout_accuracy(trainer.model, trainer.processing_class, heldout, config)
+    after = heldout_scores(trainer.model, trainer.processing_class, heldout, config)
 
     trainer.save_model(str(run_dir))
     summary |= {
         "train_pairs": len(trainer.train_dataset),
-        "untrained_accuracy": before,
-        "heldout_accuracy": after,
+        "untrained_accuracy": accuracy_of(before),
+        "heldout_accuracy": accuracy_of(after),
         "reward_model_dir": str(run_dir),
     }
-    write_info(run_dir, {"base_model": config.model_name, "max_length": config.max_length, **summary})
+    info = {"base_model": config.model_name, "max_length": config.max_length, **summary, "heldout_scores": after}
+    write_info(run_dir, info)
     summary["plot"] = write_plot(run_dir)
     close_run(run_dir, summary["interrupted"], summary["steps"])
     log_summary(summary)

@@ -218,8 +218,11 @@ def test_the_trained_folder_serves_as_reward_and_reproduces_its_heldout_accuracy
     completions = [[{"role": "assistant", "content": text}] for text in heldout["chosen"]]
     scores = reward(completions, prompts=list(heldout["prompt"]))
     assert len(scores) == len(heldout) and all(math.isfinite(s) for s in scores)
-    reloaded = score_pairs(load_reward_model(folder, "cpu"), heldout)
-    assert reloaded == pytest.approx(summary["heldout_accuracy"], abs=1e-5)  # the saved head is the trained one
+    chosen, rejected = score_pairs(load_reward_model(folder, "cpu"), heldout)
+    saved = json.loads((Path(folder) / "reward_model.json").read_text())["heldout_scores"]
+    assert chosen == pytest.approx(saved["chosen"], abs=1e-5)  # the saved head is the trained one
+    assert rejected == pytest.approx(saved["rejected"], abs=1e-5)
+    assert pairwise_accuracy(chosen, rejected) == pytest.approx(summary["heldout_accuracy"])
     base = AutoModelForSequenceClassification.from_pretrained(config.model_name, num_labels=1)
     untrained_first = base.score.weight.detach()
     trained_first = load_reward_model(folder, "cpu").model.score.weight.detach()
