@@ -194,3 +194,11 @@ def clear_staging(run_dir: Path) -> None:
     if staging.exists():
         shutil.rmtree(staging)
         logger.info("removed an unfinished checkpoint save in %s", staging)
+
+
+def completes_its_run(checkpoint: str | Path, max_steps: int) -> bool:
+    """Whether ``checkpoint`` is the last step of a run of ``max_steps`` steps (0 or less: of the length it was
+    saved with).  The Trainer would still train one step past it, so such a resume trains nothing."""
+    state = read_trainer_state(checkpoint)
+    saved_max = state.get("max_steps")
+    return bool(saved_max) and state["global_step"] >= saved_max and (max_steps <= 0 or max_steps == saved_max)

@@ -29,7 +29,13 @@ from config import (
 
 # isort: on
 from callbacks import GracefulStop, MetricsLogger, ResumeCheck, prepare_trainer
-from checkpoints import check_adapter_matches, complete_checkpoints, read_trainer_state, resolve_checkpoint
+from checkpoints import (
+    check_adapter_matches,
+    complete_checkpoints,
+    completes_its_run,
+    read_trainer_state,
+    resolve_checkpoint,
+)
 from data_loader import CHOSEN, PROMPT, REJECTED
 from memory import out_of_memory_error
 from models import LoadedModel, import_unsloth_first, load_adapter, load_model
@@ -172,7 +178,13 @@ class GRPOTrainer:
         if in_main_thread:
             stop.install()
         try:
-            trainer.train(resume_from_checkpoint=resume)
+            if resume and completes_its_run(resume, self.config.max_steps):
+                # killed after its last checkpoint: that checkpoint is the result (the Trainer would add a step)
+                load_adapter(self.loaded, resume)
+                trainer.state = type(trainer.state).load_from_json(str(Path(resume) / "trainer_state.json"))
+                logger.info("%s is the last step of this run: nothing left to train", resume)
+            else:
+                trainer.train(resume_from_checkpoint=resume)
         except torch.OutOfMemoryError:
             last = complete_checkpoints(self.config.output_dir)
             raise out_of_memory_error(

@@ -24,6 +24,7 @@ from checkpoints import (
     CheckpointError,
     check_adapter_matches,
     checkpoint_problem,
+    completes_its_run,
     publish,
     resolve_checkpoint,
 )
@@ -313,6 +314,13 @@ def test_resume_past_the_end_of_the_schedule(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         midway.on_train_begin(args, SimpleNamespace(max_steps=12), None)
     assert "resuming a 8-step run as a 12-step run" in caplog.text
+
+
+def test_a_checkpoint_at_the_end_of_its_run_leaves_nothing_to_train(tmp_path):
+    last = make_checkpoint(tmp_path, 8, max_steps=8)
+    assert completes_its_run(last, 8) and completes_its_run(last, -1)
+    assert not completes_its_run(last, 12)  # a longer run: ResumeCheck decides
+    assert not completes_its_run(make_checkpoint(tmp_path, 4, max_steps=8), 8)
 
 
 # ---- zero steps ----------------------------------------------------------------------------------------------
