@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from types import SimpleNamespace
 
-from config import GRPOConfig
+from config import build_config
 from conftest import ROOT
 from memory import (
     GENERATION_BATCH_CAP,
@@ -26,7 +26,7 @@ LLAMA_8B = SimpleNamespace(**SHAPES["llama-3.1-8b"][1])  # the shape the GPU ben
 
 
 def test_weights_of_an_8b_model():
-    config = GRPOConfig(
+    config = project_config(
         max_seq_length=512,
         max_completion_length=256,
         per_device_train_batch_size=16,
@@ -40,30 +40,35 @@ def test_weights_of_an_8b_model():
     assert four_bit.lora_and_optimizer == bf16.lora_and_optimizer > 0
 
 
+def project_config(**values):
+    """A config with this project's defaults under ``values``, as the command line builds it."""
+    return build_config(overrides=values, check_batches=False)
+
+
 def test_memory_grows_with_the_batch():
-    small = estimate(GRPOConfig(per_device_train_batch_size=4), LLAMA_8B, four_bit=True)
-    large = estimate(GRPOConfig(per_device_train_batch_size=16), LLAMA_8B, four_bit=True)
+    small = estimate(project_config(per_device_train_batch_size=4), LLAMA_8B, four_bit=True)
+    large = estimate(project_config(per_device_train_batch_size=16), LLAMA_8B, four_bit=True)
     assert large.activations > small.activations and large.kv_cache > small.kv_cache
 
 
 def test_suggestion_keeps_the_global_batch():
-    config = GRPOConfig(per_device_train_batch_size=8, gradient_accumulation_steps=2, group_size=4)
+    config = project_config(per_device_train_batch_size=8, gradient_accumulation_steps=2, group_size=4)
     text = suggestion(config, four_bit=False)
     assert "--batch-size 4 with gradient_accumulation_steps 4" in text and '"load_in_4bit": true' in text
 
 
 def test_out_of_memory_message_names_the_checkpoint():
-    message = str(out_of_memory_error(GRPOConfig(), four_bit=True, last_checkpoint="run/checkpoint-50"))
+    message = str(out_of_memory_error(project_config(), four_bit=True, last_checkpoint="run/checkpoint-50"))
     assert "per_device_train_batch_size 4" in message and "run/checkpoint-50" in message
     assert "--resume-from-checkpoint latest" in message
-    assert "No checkpoint" in str(out_of_memory_error(GRPOConfig(), four_bit=True, last_checkpoint=None))
+    assert "No checkpoint" in str(out_of_memory_error(project_config(), four_bit=True, last_checkpoint=None))
 
 
 BENCH_RUN = dict(max_seq_length=512, max_completion_length=256, per_device_train_batch_size=16, group_size=8)
 
 
 def test_generation_batch_keeps_the_optimizer_batch_without_a_gpu():
-    config = GRPOConfig(gradient_accumulation_steps=2, **BENCH_RUN)
+    config = project_config(gradient_accumulation_steps=2, **BENCH_RUN)
     assert choose_generation_batch(config, LLAMA_8B, four_bit=True, free_bytes=None) == (
         32,
         "generation batch 32 = the optimizer batch (no GPU memory figure)",
@@ -71,14 +76,14 @@ def test_generation_batch_keeps_the_optimizer_batch_without_a_gpu():
 
 
 def test_generation_batch_grows_to_the_cap_when_memory_allows():
-    config = GRPOConfig(gradient_accumulation_steps=1, **BENCH_RUN)
+    config = project_config(gradient_accumulation_steps=1, **BENCH_RUN)
     batch, reason = choose_generation_batch(config, LLAMA_8B, four_bit=True, free_bytes=80 * GIB)
     assert batch == 16 * MAX_STEPS_PER_GENERATION and "cap" in reason
     assert batch % 8 == 0 and batch % 16 == 0
 
 
 def test_generation_batch_is_limited_by_the_kv_cache():
-    config = GRPOConfig(
+    config = project_config(
         max_seq_length=2048, max_completion_length=512, per_device_train_batch_size=8, gradient_accumulation_steps=4
     )
     batch, reason = choose_generation_batch(config, LLAMA_8B, four_bit=True, free_bytes=40 * GIB)
@@ -88,13 +93,20 @@ def test_generation_batch_is_limited_by_the_kv_cache():
 
 
 def test_generation_batch_falls_back_to_the_smallest_when_nothing_fits():
-    config = GRPOConfig(gradient_accumulation_steps=1, **BENCH_RUN)
+    config = project_config(gradient_accumulation_steps=1, **BENCH_RUN)
     batch, reason = choose_generation_batch(config, LLAMA_8B, four_bit=False, free_bytes=8 * GIB)
     assert batch == 16 and "even this needs" in reason
 
 
 def test_generation_batch_counts_all_processes_and_whole_groups():
-    config = GRPOConfig(max_seq_length=512, per_device_train_batch_size=4, gradient_accumulation_steps=1, group_size=6)
+    # steps_per_generation 3 only makes the config valid in this one process (4 x 3 = 12 completions, two groups)
+    config = project_config(
+        max_seq_length=512,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=1,
+        group_size=6,
+        steps_per_generation=3,
+    )
     batch, _ = choose_generation_batch(config, LLAMA_8B, four_bit=True, free_bytes=80 * GIB, world_size=2)
     assert batch % 6 == 0 and batch % 8 == 0
     assert batch // 2 <= GENERATION_BATCH_CAP and batch <= 8 * MAX_STEPS_PER_GENERATION
