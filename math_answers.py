@@ -5,10 +5,12 @@ A reference (the dataset's ``chosen`` answer) falls in one of five modes, decide
 * ``math``: a final answer math-verify can parse: the content of ``\\boxed{}``, the text after GSM8K's
   ``####``, "the answer is", "answer:", "정답은", "답:", or a reference that is itself a number or expression
   (``27``, ``1,000``, ``\\frac{1}{2}``, ``x^2+1``, ``$(1, 2)$``).  The completion's answer is parsed the same way
-  and ``math_verify.verify`` decides (``0.5`` equals ``\\frac{1}{2}``, ``2\\sqrt{2}`` differs from ``2``).
+  and ``math_verify.verify`` decides (``0.5`` equals ``\\frac{1}{2}``, ``2\\sqrt{2}`` differs from ``2``; several
+  ``\\boxed{}`` in one completion form one set answer).
 * ``text_answer``: a marked answer that is words, not math ("The answer is Paris"): compared as normalised text.
-* ``unparseable``: a marked answer or a bare expression that math-verify cannot parse: the completion cannot be
-  checked, and scores ``None`` (TRL leaves it out of the weighted sum) rather than a fake 0.
+* ``unparseable``: a marked answer or a bare expression from which math-verify extracts nothing (``\\boxed{}``,
+  "#### ?"): the completion cannot be checked, and scores ``None`` (TRL leaves it out of the weighted sum) rather
+  than a fake 0.  (What math-verify extracts as text but cannot read as math is compared as that text, as in TRL.)
 * ``free_text``: a reference sentence without a marked answer: graded by word overlap (see ``rewards``).
 * ``keywords``: no reference at all.
 
