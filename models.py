@@ -251,7 +251,7 @@ def _load_transformers(config: GRPOConfig, resolved: str) -> LoadedModel:
     if cuda:
         bf16 = _bf16_supported()
         kwargs = {"dtype": torch.bfloat16 if bf16 else torch.float16}
-        if not deepspeed_enabled():  # DeepSpeed places (and under ZeRO-3 shards) the weights itself
+        if not sharded_launch():  # DeepSpeed / FSDP place (and shard) the weights themselves
             kwargs["device_map"] = {"": _local_rank()}
         if config.load_in_4bit:
             kwargs["quantization_config"] = _bnb_config(kwargs["dtype"])
@@ -281,8 +281,8 @@ def _bnb_config(compute_dtype):
 
     if importlib.util.find_spec("bitsandbytes") is None:
         raise BackendError("load_in_4bit on CUDA needs bitsandbytes: pip install -r requirements-gpu.txt")
-    # Storing the 4-bit blocks in the compute dtype lets DeepSpeed ZeRO-3 shard them (QLoRA + ZeRO-3).
-    storage = {"bnb_4bit_quant_storage": compute_dtype} if deepspeed_enabled() else {}
+    # Storing the 4-bit blocks in the compute dtype lets ZeRO-3 / FSDP shard them (QLoRA + ZeRO-3 or FSDP).
+    storage = {"bnb_4bit_quant_storage": compute_dtype} if sharded_launch() else {}
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
@@ -295,6 +295,16 @@ def _bnb_config(compute_dtype):
 def deepspeed_enabled() -> bool:
     """True under ``accelerate launch`` with a DeepSpeed config (DeepSpeed itself is imported only then)."""
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def fsdp_enabled() -> bool:
+    """True under ``accelerate launch`` with an FSDP config (e.g. config/accelerate/fsdp2.yaml)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
+def sharded_launch() -> bool:
+    """DeepSpeed or FSDP: the launcher places the weights, and 4-bit blocks must be stored shardable."""
+    return deepspeed_enabled() or fsdp_enabled()
 
 
 def _local_rank() -> int:
