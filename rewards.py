@@ -421,11 +421,11 @@ def _score_batch(fn: RewardFunc, completions: list, kwargs: dict, warnings: _War
     return _clean_scores(raw, len(completions), warnings)
 
 
-def _call(fn: RewardFunc, completions: list, kwargs: dict) -> list:
+def _call(fn: RewardFunc, completions: list, kwargs: dict) -> list | None:
     result = fn(completions, **kwargs)
     if inspect.iscoroutine(result):  # an ``async def`` reward
         result = asyncio.run(result)
-    return list(result)
+    return None if result is None else list(result)
 
 
 _RAISED = object()  # the score of a row whose call raised (already warned about)
@@ -452,8 +452,11 @@ def _warn_raised(warnings: _Warnings, err: BaseException) -> None:
     warnings.once(reason, f"failed ({reason}); those completions score 0.0 and training goes on")
 
 
-def _clean_scores(raw: list, count: int, warnings: _Warnings) -> tuple[list[float | None], int]:
+def _clean_scores(raw: list | None, count: int, warnings: _Warnings) -> tuple[list[float | None], int]:
     """One finite float or None per completion; NaN, inf, non-numbers and a wrong count become 0.0 failures."""
+    if raw is None:
+        warnings.once("no list", "returned None, not a list of scores (a missing return?); the batch scores 0.0")
+        return [0.0] * count, count
     if len(raw) != count:
         warnings.once("count", f"returned {len(raw)} scores for {count} completions; the batch scores 0.0")
         return [0.0] * count, count
@@ -536,6 +539,7 @@ def build_reward_functions(
     """
     if reward_timeout is not None and not (isinstance(reward_timeout, (int, float)) and reward_timeout > 0):
         raise ConfigError(f"reward_timeout={reward_timeout!r} must be a positive number of seconds (e.g. 60).")
+    _stop_requested.clear()  # a new run's rewards: no stop requested yet
     settings = load_reward_config(reward_config)
     functions, weights = [], []
     for name in names:

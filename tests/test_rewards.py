@@ -158,6 +158,7 @@ def test_raising_reward_scores_zero_and_counts(caplog):
         ([float("inf"), None], [0.0, None]),  # inf fails; None is kept (TRL leaves it out of the sum)
         ([1.0], [0.0, 0.0]),  # wrong count
         (["x", 2], [0.0, 2.0]),  # not a number
+        (None, [0.0, 0.0]),  # no list at all (a missing return)
     ],
 )
 def test_bad_reward_outputs(output, expected):
