@@ -229,6 +229,19 @@ def test_the_trained_folder_serves_as_reward_and_reproduces_its_heldout_accuracy
     assert not untrained_first.allclose(trained_first)
 
 
+def test_grpo_trains_on_the_trained_reward_model_and_logs_its_score(trained_reward_model, tiny_model_dir, in_tmp_cwd):
+    from conftest import tiny_cli_args
+    from train_grpo import cli
+
+    folder = trained_reward_model[0]["reward_model_dir"]
+    out = in_tmp_cwd / "grpo"
+    args = tiny_cli_args(tiny_model_dir, out, "--reward-model", folder, "--max-steps", "1", "--max-samples", "8")
+    assert cli(args) == 0
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    logged = [m[f"rewards/{REWARD_FUNCTION_NAME}/mean"] for m in metrics if f"rewards/{REWARD_FUNCTION_NAME}/mean" in m]
+    assert logged and all(math.isfinite(v) for v in logged)
+
+
 def test_conversation_appends_the_completion_as_the_assistant_turn():
     assert conversation("hi", "yo") == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
     assert conversation(None, COMPLETIONS[2]) == COMPLETIONS[2]
