@@ -51,6 +51,7 @@ _MARKER_RE = re.compile(
     r"(?:####|the\s+(?:final\s+)?answer\s+is|answer\s*[:=]|정답은|정답\s*[:=]|답은|답\s*[:=])\s*:?\s*([^\n]+)",
     re.IGNORECASE,
 )
+# Formulas from the first delimiter to the last: "$1$ and $2$ and $3$" (real references list answers so) is bare.
 _DELIMITED_RE = re.compile(r"\s*(\$\$?|\\\(|\\\[).+?(\$\$?|\\\)|\\\])\s*\.?\s*", re.DOTALL)
 _NUMERIC_RE = re.compile(r"[\s\d.,/+\-$%€£]+")
 _PLAIN_NUMBER_RE = re.compile(r"\$?(-?\d+(?:\.\d+)?)\.?")  # no thousands or decimal commas: math-verify reads those

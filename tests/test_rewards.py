@@ -221,6 +221,8 @@ def test_gsm8k_references_score_themselves_and_not_a_changed_answer():
         ("정답은 서울", TEXT_ANSWER),
         ("The capital of France is Paris.", FREE_TEXT),
         ("$125$ miles", FREE_TEXT),  # a formula followed by words is a sentence
+        ("$1$ and $2$ and $3$", MATH),  # several formulas: a list of answers (a NuminaMath reference)
+        ("\\(\\frac{3}{4}\\).", MATH),
         ("", KEYWORDS),
         ("\\boxed{}", UNPARSEABLE),
     ],
