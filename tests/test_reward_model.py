@@ -277,3 +277,19 @@ def test_cli_bad_input_is_one_error_line_and_exit_2(case, args, words, in_tmp_cw
     assert len(lines) == 1, lines
     for word in words:
         assert word in lines[0]
+
+
+def test_demo_statistics_and_checks():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "reward_model_demo", Path(__file__).parents[1] / "examples/reward_model_demo.py"
+    )
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    stats = demo.paired(before=[0.0, 1.0, 0.0, 1.0], after=[1.0, 1.0, 1.0, 1.0])
+    assert (stats["before"], stats["after"], stats["gain"]) == (0.5, 1.0, 0.5)
+    assert stats["gain_se"] == pytest.approx(math.sqrt(1 / 3) / 2)  # stdev of [1, 0, 1, 0] over sqrt(4)
+    completions = [[{"role": "assistant", "content": "51 + 13 = 64"}], "It is 64, not 63", "64 apples: 65"]
+    assert demo.sum_correct(completions, total=["64", "64", "64"]) == [1.0, 0.0, 0.0]
+    assert demo.word_count(completions) == [5.0, 5.0, 3.0]
