@@ -19,6 +19,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
 from checkpoints import install_atomic_checkpoints, read_trainer_state
+from rewards import cancel_pending_rewards
 from run_utils import FILE_ONLY, RunDirError
 
 logger = logging.getLogger(__name__)
@@ -165,6 +166,7 @@ class GracefulStop(TrainerCallback):
             logging.shutdown()
             os._exit(130)
         self.requested = True
+        cancel_pending_rewards()  # a stuck reward gets a short grace period, so this step still ends and saves
         logger.warning(
             "%s received: saving a checkpoint after this step, then stopping (press Ctrl-C again to quit now)",
             signal.Signals(signum).name,

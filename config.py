@@ -142,6 +142,10 @@ class GRPOConfig(trl.GRPOConfig):
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Start a new run in an output directory that holds an earlier one."}
     )
+    compile_generation: bool = field(
+        default=False,
+        metadata={"help": "transformers backend on CUDA: compile decoding with the static KV cache (2.2x, one round)."},
+    )
     log_completions_steps: int = field(
         default=10, metadata={"help": "Show a table of sample completions on the terminal every N steps (0: never)."}
     )
@@ -373,11 +377,12 @@ def merge_layers(layers: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
 
 def derived_defaults(values: dict[str, Any]) -> dict[str, Any]:
     """Settings that follow from others or from this machine, for keys no layer gave."""
-    from models import uses_static_cache
+    from models import cuda_available, resolve_backend
     from run_utils import decide_trackers
 
     derived: dict[str, Any] = {"data_seed": values.get("seed", 42)}
-    merged = {**_own_defaults(), **values}
+    trl_defaults = {k: v for k, v in _trl_default_values().items() if k not in GENERATION_BATCH_KEYS}
+    merged = {**trl_defaults, **_own_defaults(), **values}
     derived["report_to"] = decide_trackers(types.SimpleNamespace(report_to=None, **_pick(merged, *TRACKER_KEYS)))
     derived["reward_weights"] = reward_weights_for(
         merged["reward_functions"],
@@ -385,10 +390,31 @@ def derived_defaults(values: dict[str, Any]) -> dict[str, Any]:
         merged["reward_config_name"],
         merged["reward_model_weight"] if merged.get("reward_model") else None,
     )
-    if uses_static_cache(merged["backend"]):
-        # Measured on an H100 (docs/benchmarks.md): 1.32x rollout tokens/s at the same peak memory.
+    if not cuda_available():
+        return {k: v for k, v in derived.items() if k not in values}
+    if merged.get("generation_batch_size") is None and merged.get("steps_per_generation") is None:
+        derived["generation_batch_size"] = _generation_batch(merged)
+    generation_batch = (values.get("generation_batch_size") or derived.get("generation_batch_size", 0)) // world_size()
+    if resolve_backend(merged["backend"]) == "transformers" and not (merged["load_in_4bit"] and generation_batch > 16):
+        # Measured on an H100 (docs/benchmarks.md): a static KV cache gives 1.32x rollout tokens/s at the same
+        # memory, except with bitsandbytes 4-bit weights and large generation batches, where dynamic is faster.
         derived["cache_implementation"] = "static"
     return {k: v for k, v in derived.items() if k not in values}
+
+
+GENERATION_BATCH_KEYS = ("generation_batch_size", "steps_per_generation")  # TRL derives one from the other
+
+
+def _generation_batch(merged: dict[str, Any]) -> int:
+    """The largest generation batch the memory estimate says fits this GPU, up to a cap (memory.py), logged."""
+    from memory import generation_batch_for
+    from models import resolve_model_path
+
+    batch, reason = generation_batch_for(
+        types.SimpleNamespace(**merged), resolve_model_path(merged["model_name"]), merged["load_in_4bit"], world_size()
+    )
+    logger.info("%s (set --generation-batch-size to choose)", reason)
+    return batch
 
 
 def reward_weights_for(

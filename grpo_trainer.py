@@ -39,7 +39,14 @@ from checkpoints import (
 from data_loader import CHOSEN, PROMPT, REJECTED
 from memory import out_of_memory_error
 from models import LoadedModel, import_unsloth_first, load_adapter, load_model
-from rewards import RewardFunc, build_reward_functions, completion_text, guarded_reward, score_completions
+from rewards import (
+    RewardFunc,
+    build_reward_functions,
+    completion_text,
+    guarded_reward,
+    score_completions,
+    weighted_total,
+)
 from run_utils import check_trains_a_step, is_main_process, keep_previous, world_size
 
 __all__ = ["GRPOConfig", "GRPOTrainer"]
@@ -153,6 +160,9 @@ class GRPOTrainer:
             processing_class=loaded.tokenizer,
             callbacks=callbacks,
         )
+        if args.compile_generation and args.cache_implementation == "static" and loaded.backend == "transformers":
+            # TRL 1.15 turns compilation off in its generation config; a static cache is what makes it pay off.
+            self.trl_trainer.generation_config.disable_compile = False
         return self.trl_trainer
 
     def train(
@@ -262,7 +272,7 @@ class GRPOTrainer:
         completions = [[{"role": "assistant", "content": t}] for t in self.generate(prompts, do_sample=do_sample)]
         columns = {k: list(dataset[k]) for k in dataset.column_names if k != PROMPT}
         scores = score_completions(self.reward_functions, completions, {"prompts": prompts, **columns})
-        total = [sum(w * s[i] for w, s in zip(self.reward_weights, scores.values())) for i in range(len(prompts))]
+        total = weighted_total(scores, self.reward_weights)  # as TRL sums: scores that are None are left out
         results = {
             "num_prompts": len(prompts),
             "greedy": not do_sample,
@@ -288,8 +298,9 @@ class GRPOTrainer:
         return results
 
 
-def describe(values: list[float]) -> dict[str, float]:
-    """Mean, standard deviation and standard error of the mean."""
+def describe(values: list[float | None]) -> dict[str, float]:
+    """Mean, standard deviation and standard error of the mean of the scores present (None: not scored)."""
+    values = [v for v in values if v is not None]
     n = len(values)
     mean = statistics.fmean(values) if values else math.nan
     std = statistics.stdev(values) if n > 1 else 0.0

@@ -162,11 +162,6 @@ def resolve_backend(requested: str) -> str:
     return "unsloth"
 
 
-def uses_static_cache(requested: str) -> bool:
-    """Whether rollouts use a static KV cache: the transformers backend on CUDA (1.32x measured, same memory)."""
-    return cuda_available() and resolve_backend(requested) == "transformers"
-
-
 @dataclass
 class LoadedModel:
     model: object

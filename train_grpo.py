@@ -306,7 +306,7 @@ def main(
     from config import config_values, save_config_to_file
     from data_loader import filter_long_prompts
     from grpo_trainer import GRPOTrainer, build_rewards
-    from rewards import preview_rewards
+    from rewards import PREVIEW_ROWS, accuracy_modes, preview_rewards
     from run_utils import (
         check_trains_a_step,
         close_run,
@@ -330,6 +330,10 @@ def main(
 
     # Rewards
     reward_functions = build_rewards(config)
+    if "accuracy" in config.reward_functions:  # logs how many rows are scored as math, text or keywords
+        accuracy_modes(
+            train_set if eval_set is None or not eval_only else eval_set, PREVIEW_ROWS if config.streaming else None
+        )
     if reward_preview:
         return preview_rewards(train_set, reward_functions)
     trainer = GRPOTrainer(config, reward_functions=reward_functions, reward_weights=config.reward_weights)

@@ -10,7 +10,7 @@ from conftest import ROOT
 
 @pytest.mark.parametrize(
     ("name", "distributed_type", "zero_stage"),
-    [("ddp", "MULTI_GPU", None), ("zero2", "DEEPSPEED", 2), ("zero3", "DEEPSPEED", 3)],
+    [("ddp", "MULTI_GPU", None), ("zero2", "DEEPSPEED", 2), ("zero3", "DEEPSPEED", 3), ("fsdp2", "FSDP", None)],
 )
 def test_accelerate_configs(name, distributed_type, zero_stage):
     config = load_config_from_file(str(ROOT / "config" / "accelerate" / f"{name}.yaml"))

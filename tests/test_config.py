@@ -239,3 +239,30 @@ def test_batch_arithmetic(batch, accumulation, group, world, ok):
 def test_presets_are_valid():
     for preset in ("quick_test", "production"):
         build_config(preset=preset)
+
+
+@pytest.fixture()
+def on_a_gpu(monkeypatch):
+    """This machine as a CUDA host for the decisions a config makes (nothing is loaded)."""
+    import memory
+    import models
+
+    monkeypatch.setattr(models, "cuda_available", lambda: True)
+    monkeypatch.setattr(
+        models, "resolve_backend", lambda requested: "transformers" if requested != "unsloth" else requested
+    )
+    monkeypatch.setattr(memory, "generation_batch_for", lambda config, path, four_bit, world: (64, "fits 64"))
+
+
+@pytest.mark.parametrize(
+    ("flags", "generation_batch", "cache"),
+    [
+        ({}, 64, None),  # bnb 4-bit with a large generation batch: dynamic cache (faster there)
+        ({"load_in_4bit": False}, 64, "static"),  # bf16 weights: static cache
+        ({"generation_batch_size": 16}, 16, "static"),  # given by the user, kept
+        ({"backend": "unsloth"}, 64, None),  # Unsloth has its own cache
+    ],
+)
+def test_generation_batch_and_cache_chosen_on_a_gpu(on_a_gpu, flags, generation_batch, cache):
+    config = build_config(overrides=flags)
+    assert config.generation_batch_size == generation_batch and config.cache_implementation == cache
