@@ -255,11 +255,20 @@ def write_info(run_dir: Path, info: dict[str, Any]) -> Path:
     return path
 
 
+def save_run_config(run_dir: Path, config: RewardModelConfig) -> None:
+    """``run_config.json``: every setting and the run's provenance (an earlier one is kept aside)."""
+    from run_utils import keep_previous, run_provenance
+
+    keep_previous(run_dir / RUN_CONFIG_FILE)
+    settings = {**config.to_dict(), "_run": run_provenance()}
+    (run_dir / RUN_CONFIG_FILE).write_text(json.dumps(settings, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
 def main(config: RewardModelConfig, *, output_dir_given: bool = True) -> dict[str, Any]:
     """One run: output dir (decided), pairs, classifier, then the run dir is opened and logged to, untrained
     accuracy, train, held-out accuracy, save.  Nothing is written before the inputs are checked."""
     from callbacks import MetricsLogger
-    from run_utils import close_run, decide_run_dir, keep_previous, open_run_dir, run_provenance, setup_logging
+    from run_utils import close_run, decide_run_dir, is_main_process, open_run_dir, setup_logging
     from train_grpo import write_plot
 
     plan = decide_run_dir(config, explicit=output_dir_given)
@@ -269,9 +278,8 @@ def main(config: RewardModelConfig, *, output_dir_given: bool = True) -> dict[st
 
     run_dir = open_run_dir(plan)
     setup_logging(run_dir)
-    keep_previous(run_dir / RUN_CONFIG_FILE)
-    settings = {**config.to_dict(), "_run": run_provenance()}
-    (run_dir / RUN_CONFIG_FILE).write_text(json.dumps(settings, indent=2, ensure_ascii=False, default=str) + "\n")
+    if is_main_process():
+        save_run_config(run_dir, config)
     logger.info("run directory: %s (%s)", run_dir, plan.action)
     heldout_pairs = len(heldout) if heldout is not None else 0
     logger.info(
@@ -293,8 +301,10 @@ def main(config: RewardModelConfig, *, output_dir_given: bool = True) -> dict[st
         "reward_model_dir": str(run_dir),
     }
     info = {"base_model": config.model_name, "max_length": config.max_length, **summary, "heldout_scores": after}
-    write_info(run_dir, info)
-    summary["plot"] = write_plot(run_dir)
+    summary["plot"] = None
+    if is_main_process():  # under accelerate launch every process scored the pairs; one writes
+        write_info(run_dir, info)
+        summary["plot"] = write_plot(run_dir)
     close_run(run_dir, summary["interrupted"], summary["steps"])
     log_summary(summary)
     return summary
