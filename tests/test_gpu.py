@@ -1,17 +1,19 @@
 """GPU backends on a tiny model (skipped without CUDA): `make test-gpu` on a CUDA machine.
 
-Each backend trains through the CLI, saves its adapter and checkpoints, reloads the adapter for --eval-only
-and continues with --resume-from-checkpoint.  Every run is its own process because Unsloth patches
-transformers and TRL when it is imported.
+Each backend trains through the CLI until a SIGTERM stops it after a saved checkpoint, reloads the adapter for
+--eval-only and continues the interrupted run with --resume-from-checkpoint latest.  Every run is its own
+process because Unsloth patches transformers and TRL when it is imported; none may print Unsloth's
+import-order warning.
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
-from conftest import build_tiny_model, run_train_grpo, tiny_cli_args
+from conftest import ROOT, build_tiny_model, run_train_grpo, tiny_cli_args
 
 pytestmark = [pytest.mark.gpu]
 
@@ -37,9 +39,14 @@ def gpu_model_dir(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("gpu-model"), hidden_size=128)
 
 
-def run_cli(tmp_path, *args):
-    result = run_train_grpo(list(args), tmp_path)
-    assert result.returncode == 0, result.stderr[-4000:]
+IMPORT_ORDER_WARNING = "should be imported before"
+
+
+def run_cli(tmp_path, *args, expect: int = 0, **env: str):
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    result = run_train_grpo(list(args), tmp_path, {**environment, **env})
+    assert result.returncode == expect, result.stderr[-4000:]
+    assert IMPORT_ORDER_WARNING not in result.stdout + result.stderr
     return result
 
 
@@ -52,10 +59,19 @@ def test_backend_trains_saves_evaluates_and_resumes(backend, gpu_model_dir, tmp_
     config.write_text(json.dumps({"load_in_4bit": load_in_4bit, "save_steps": 1}))
     backend_args = ["--backend", backend_name, "--config", str(config)]
     out = tmp_path / "run"
-    common = tiny_cli_args(gpu_model_dir, out, "--eval-samples", "8", *backend_args, completion_length=16, lora_rank=8)
-    run_cli(tmp_path, *common, "--max-steps", "2")
-    assert (out / "adapter_model.safetensors").is_file()
-    assert (out / "checkpoint-2").is_dir()
+    common = tiny_cli_args(
+        gpu_model_dir,
+        out,
+        "--eval-samples",
+        "8",
+        *backend_args,
+        completion_length=16,
+        lora_rank=8,
+        rewards=("recorder.record_reward",),
+    )
+    # SIGTERM during step 2: the step ends, checkpoint-2 is saved, the run exits as interrupted (130).
+    run_cli(tmp_path, *common, "--max-steps", "3", expect=130, GRPO_SIGTERM_AT_STEP="1")
+    assert (out / "checkpoint-2").is_dir() and not (out / "checkpoint-3").exists()
     log = (out / "grpo_training.log").read_text()
     assert f"with the {backend_name} backend" in log
 
@@ -63,6 +79,7 @@ def test_backend_trains_saves_evaluates_and_resumes(backend, gpu_model_dir, tmp_
     results = json.loads((out / "eval_results.json").read_text())
     assert results["num_prompts"] == 8
 
-    run_cli(tmp_path, *common, "--max-steps", "3", "--resume-from-checkpoint", str(out / "checkpoint-2"))
+    run_cli(tmp_path, *common, "--max-steps", "3", "--resume-from-checkpoint", "latest")
     state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["global_step"] == 3
+    assert (out / "adapter_model.safetensors").is_file()
