@@ -263,8 +263,8 @@ def _load_tokenizer(name: str, folder: Path | None, base_name: str):
 
 
 @functools.cache
-def load_reward_model(path_or_id: str, device: str, max_length: int = DEFAULT_MAX_LENGTH) -> RewardModel:
-    """Load (once per process and device) the reward model ``path_or_id`` for scoring on ``device``."""
+def load_scoring_model(path_or_id: str, device: str) -> tuple[Any, Any]:
+    """The classifier and its tokenizer for ``path_or_id`` on ``device``, loaded once per process and device."""
     folder = _local_folder(path_or_id)
     name = str(folder) if folder is not None else path_or_id
     model, base_name = _load_model(name, folder, device)
@@ -272,6 +272,12 @@ def load_reward_model(path_or_id: str, device: str, max_length: int = DEFAULT_MA
     model.config.pad_token_id = tokenizer.pad_token_id  # the classifier finds each sequence's end by it
     model.to(device).eval()
     logger.info("reward model %s loaded on %s", name, device)
+    return model, tokenizer
+
+
+def load_reward_model(path_or_id: str, device: str, max_length: int = DEFAULT_MAX_LENGTH) -> RewardModel:
+    """The reward model ``path_or_id`` ready to score on ``device`` (see ``load_scoring_model``)."""
+    model, tokenizer = load_scoring_model(str(path_or_id), device)
     return RewardModel(model, tokenizer, max_length)
 
 

@@ -14,6 +14,7 @@ from reward_model import (
     conversation,
     get_reward_model_reward,
     load_reward_model,
+    load_scoring_model,
     pairwise_accuracy,
     score_pairs,
 )
@@ -74,9 +75,9 @@ def test_classifier_scores_prompt_plus_completion_like_an_unpadded_forward(class
 
 def test_batch_size_does_not_change_scores_and_the_model_loads_once(classifier_dir):
     one = get_reward_model_reward(classifier_dir, device="cpu", batch_size=1)
-    loads = load_reward_model.cache_info().misses
+    loads = load_scoring_model.cache_info().misses
     three = get_reward_model_reward(classifier_dir, device="cpu", batch_size=3)
-    assert load_reward_model.cache_info().misses == loads  # same folder, same device: no second load
+    assert load_scoring_model.cache_info().misses == loads  # same folder, same device: no second load
     assert one(COMPLETIONS, prompts=PROMPTS) == pytest.approx(three(COMPLETIONS, prompts=PROMPTS), abs=1e-5)
 
 
