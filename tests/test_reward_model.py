@@ -243,6 +243,20 @@ def test_grpo_trains_on_the_trained_reward_model_and_logs_its_score(trained_rewa
     assert logged and all(math.isfinite(v) for v in logged)
 
 
+def test_scoring_renders_pairs_exactly_as_reward_trainer_trained_on_them(tiny_model_dir, tmp_path):
+    from reward_model import RewardModel
+    from train_reward_model import build_reward_model_config, build_trainer, load_pairs
+
+    data = write_pairs(tmp_path / "pairs.jsonl", count=12)
+    config = build_reward_model_config(None, tiny_training(tiny_model_dir, data, tmp_path / "rm", eval_samples=4))
+    train, heldout = load_pairs(config)
+    trainer = build_trainer(config, train, heldout, [])
+    scorer = RewardModel(trainer.model, trainer.processing_class)
+    for row, tokenized in zip(train, trainer.train_dataset):
+        assert scorer.token_ids(conversation(row["prompt"], row["chosen"])) == tokenized["chosen_ids"]
+        assert scorer.token_ids(conversation(row["prompt"], row["rejected"])) == tokenized["rejected_ids"]
+
+
 def test_conversation_appends_the_completion_as_the_assistant_turn():
     assert conversation("hi", "yo") == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
     assert conversation(None, COMPLETIONS[2]) == COMPLETIONS[2]
