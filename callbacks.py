@@ -63,14 +63,14 @@ class QuietProgress(ProgressCallback):
 
 
 class CompletionsEveryN(TrainerCallback):
-    """TRL prints a completions table right after each log; the terminal shows it every ``every`` steps only
-    (the run's log file keeps all of them).  0 never shows it on the terminal."""
+    """TRL prints a completions table right after each log; the terminal shows the first step's and then every
+    ``every`` steps' (the run's log file keeps all of them).  0 never shows it on the terminal."""
 
     def __init__(self, every: int):
         self.every = every
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        shown = self.every > 0 and state.global_step % self.every == 0
+        shown = self.every > 0 and (state.global_step == 1 or state.global_step % self.every == 0)
         _set_terminal_muted(not shown)
 
     def on_step_begin(self, args, state, control, **kwargs):

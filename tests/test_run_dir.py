@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from callbacks import ResumeCheck, summary_line
+from callbacks import CompletionsEveryN, ResumeCheck, summary_line
 from checkpoints import (
     STAGING_DIR,
     CheckpointError,
@@ -42,6 +42,7 @@ from run_utils import (
     RUN_STATE_FILE,
     RUNNING,
     RunDirError,
+    StdoutToLog,
     TerminalHandler,
     check_trains_a_step,
     close_run,
@@ -407,3 +408,16 @@ def test_environment_errors_are_one_line(code, advice):
 def test_summary_line_names_the_numbers_a_person_watches():
     line = summary_line({"reward": 0.2203, "reward_std": 0.18, "loss": 0.3316, "learning_rate": 5e-05, "x": 1})
     assert line == "reward 0.2203  std 0.18  loss 0.3316  lr 5e-05"
+
+
+def test_completions_table_on_the_terminal_at_step_1_and_every_n_steps_in_the_log_always(tmp_path, monkeypatch):
+    terminal = _Lines()
+    monkeypatch.setattr(sys, "stdout", StdoutToLog(terminal, tmp_path / "grpo_training.log"))
+    every = CompletionsEveryN(10)
+    for step in (1, 2, 10):
+        every.on_step_begin(None, SimpleNamespace(global_step=step - 1), None)
+        every.on_log(None, SimpleNamespace(global_step=step), None)
+        print(f"table of step {step}")  # what TRL prints right after the log
+    every.on_train_end(None, None, None)
+    assert terminal.text == "table of step 1\ntable of step 10\n"
+    assert (tmp_path / "grpo_training.log").read_text() == "table of step 1\ntable of step 2\ntable of step 10\n"
