@@ -205,7 +205,8 @@ class GRPOTrainer:
                 stop.uninstall()
         summary = summarize_log_history(trainer.state.log_history)
         summary["seconds"] = round(time.monotonic() - started, 1)
-        summary["interrupted"] = stop.requested
+        # a stop asked for during the last step ends a complete run
+        summary["interrupted"] = stop.requested and trainer.state.global_step < trainer.state.max_steps
         summary["resumed_from"] = resume
         return summary
 
