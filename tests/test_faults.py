@@ -284,6 +284,17 @@ REWARD_CASES = [
         ["score"],
         code=0,
     ),
+    Case(
+        "reward-sleeps-past-timeout",
+        ["--reward-preview", *DATA, "--reward-function", "rw_sleeps.score", "--config", "{tmp}/c.json"],
+        0,
+        ["score", "reward_timeout"],
+        {
+            "data.jsonl": GOOD,
+            "c.json": json.dumps({"reward_timeout": 0.5}),
+            "rw_sleeps.py": "import time\n\ndef score(completions, **kw):\n    time.sleep(3)\n    return [1.0] * 16\n",
+        },
+    ),
     reward_config("reward-config-invalid-json", "{oops", ["r.json"]),
     reward_config("reward-config-unknown-key", json.dumps({"lenght": {}}), ["r.json", "lenght"]),
     reward_config("reward-config-weight-text", json.dumps({"length": {"weight": "heavy"}}), ["r.json", "weight"]),
