@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One device call: the GPU test module, then the CLI itself on a random-init Qwen2.5-1.5B-shaped model with
-# each backend: train 2 steps, --eval-only on the saved adapter, --resume-from-checkpoint to step 3.
+# each backend: train until SIGTERM stops it after step 2 (a finished run is never resumed), --eval-only on the
+# saved adapter, --resume-from-checkpoint latest to step 3.
 #   bash bench/gpu_verify.sh          (on the GPU host, with .whl and .device/tokenizer carried)
 set -uo pipefail
 source bench/gpu_setup.sh
@@ -16,16 +17,17 @@ for backend in unsloth transformers transformers-bf16; do
   [ "$backend" = transformers-bf16 ] && extra+=(--config /tmp/bf16.json)
   [ "$backend" != transformers-bf16 ] && extra+=(--config /tmp/save2.json)
   out=/tmp/runs/$backend
-  common=(--model /tmp/qwen15 --dataset arithmetic --output-dir "$out" --no-wandb --reward-function length
+  common=(--model /tmp/qwen15 --dataset arithmetic --output-dir "$out" --no-wandb
+          --reward-function recorder.record_reward --generation-batch-size 8
           --batch-size 8 --num-generations 4 --gradient-accumulation-steps 1 --max-completion-length 64
           --lora-rank 16 --eval-samples 8 "${extra[@]}")
   {
-    echo "=== $backend: train 2 steps ($(date +%T))"
-    timeout 200 python3 train_grpo.py "${common[@]}" --max-steps 2 2>&1 | grep -E "INFO (train_grpo|models|grpo_trainer)|ERROR|Error" | tail -8
+    echo "=== $backend: train, SIGTERM in step 2 ($(date +%T))"
+    PYTHONPATH="tests:$PYTHONPATH" GRPO_SIGTERM_AT_STEP=1 timeout 200 python3 train_grpo.py "${common[@]}" --max-steps 3 2>&1 | grep -E "INFO (train_grpo|models|grpo_trainer)|ERROR|Error" | tail -8
     echo "=== $backend: eval-only ($(date +%T))"
-    timeout 150 python3 train_grpo.py "${common[@]}" --eval-only 2>&1 | grep -E "loaded adapter|evaluation of|reward |ERROR|Error" | tail -6
+    PYTHONPATH="tests:$PYTHONPATH" timeout 150 python3 train_grpo.py "${common[@]}" --eval-only 2>&1 | grep -E "loaded adapter|evaluation of|reward |ERROR|Error" | tail -6
     echo "=== $backend: resume to step 3 ($(date +%T))"
-    timeout 150 python3 train_grpo.py "${common[@]}" --max-steps 3 --resume-from-checkpoint latest 2>&1 | grep -E "steps:|ERROR|Error|Resum" | tail -4
+    PYTHONPATH="tests:$PYTHONPATH" timeout 150 python3 train_grpo.py "${common[@]}" --max-steps 3 --resume-from-checkpoint latest 2>&1 | grep -E "steps:|ERROR|Error|Resum" | tail -4
     echo "($(date +%T))"; ls "$out"
   } 2>&1 | tee -a "$OUT/cli_runs.log"
 done

@@ -57,7 +57,8 @@ def test_backend_trains_saves_evaluates_and_resumes(backend, gpu_model_dir, tmp_
     backend_name, load_in_4bit = BACKENDS[backend]
     config = tmp_path / "backend.json"
     config.write_text(json.dumps({"load_in_4bit": load_in_4bit, "save_steps": 1}))
-    backend_args = ["--backend", backend_name, "--config", str(config)]
+    # One optimizer step per generation round, so that the rewards (and the SIGTERM below) see every step.
+    backend_args = ["--backend", backend_name, "--config", str(config), "--generation-batch-size", "4"]
     out = tmp_path / "run"
     common = tiny_cli_args(
         gpu_model_dir,
