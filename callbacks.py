@@ -25,7 +25,6 @@ from run_utils import FILE_ONLY, RunDirError
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
-DEFAULT_LOG_COMPLETIONS_STEPS = 10
 # metric -> label of the one-line summary, in this order
 SUMMARY_METRICS = {
     "reward": "reward",
@@ -43,16 +42,7 @@ def prepare_trainer(trainer, config) -> None:
     install_atomic_checkpoints(trainer)
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(QuietProgress())
-    trainer.add_callback(CompletionsEveryN(getattr(config, "log_completions_steps", DEFAULT_LOG_COMPLETIONS_STEPS)))
-    quiet_bpe_cleanup_warning(trainer.processing_class)
-
-
-def quiet_bpe_cleanup_warning(tokenizer) -> None:
-    """transformers ignores ``clean_up_tokenization_spaces`` for BPE tokenizers and warns on every run that it
-    does; saying False for them changes no output and ends the warning."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None and type(backend.model).__name__ == "BPE":
-        tokenizer.clean_up_tokenization_spaces = False
+    trainer.add_callback(CompletionsEveryN(config.log_completions_steps))
 
 
 class QuietProgress(ProgressCallback):

@@ -142,6 +142,10 @@ class GRPOConfig(trl.GRPOConfig):
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Start a new run in an output directory that holds an earlier one."}
     )
+    init_adapter: str | None = field(
+        default=None,
+        metadata={"help": "Start a new run from this LoRA adapter (a finished run's folder or a checkpoint)."},
+    )
     compile_generation: bool = field(
         default=False,
         metadata={"help": "transformers backend on CUDA: compile decoding with the static KV cache (2.2x, one round)."},
@@ -198,6 +202,16 @@ class GRPOConfig(trl.GRPOConfig):
             )
         if self.eval_steps and not self.eval_samples:
             raise ConfigError(f"eval_steps={self.eval_steps} needs held-out rows: give eval_samples > 0.")
+        if self.init_adapter and self.resume_from_checkpoint:
+            raise ConfigError(
+                "init_adapter starts a new run from an adapter, resume_from_checkpoint continues an interrupted one; "
+                "give one of them."
+            )
+        if self.init_adapter and not (Path(self.init_adapter) / "adapter_model.safetensors").is_file():
+            raise ConfigError(
+                f"init_adapter={self.init_adapter}: no adapter_model.safetensors there; give a finished run's folder "
+                "or one of its checkpoint-N folders."
+            )
         if self.streaming and self.max_steps <= 0:
             raise ConfigError("streaming=True reads a dataset of unknown length; give max_steps (--max-steps N).")
 
@@ -297,6 +311,13 @@ def _accepts(value: Any, hint: Any) -> bool:
     return True  # a structured type (e.g. ParallelismConfig): TRL checks it itself
 
 
+def _enum_choices(hint: Any) -> list[str]:
+    """The values of an ``Enum | str`` field (transformers turns the string into the enum and fails otherwise)."""
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    enums = [a for a in args if isinstance(a, type) and issubclass(a, enum.Enum)]
+    return [m.value for e in enums for m in e] if enums and str in args else []
+
+
 def _type_name(hint: Any) -> str:
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
     args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
@@ -312,6 +333,9 @@ def check_value(key: str, value: Any) -> None:
         return  # an object TRL built from a plain value (e.g. AcceleratorConfig); TRL checked it
     if hint is not None and not _accepts(value, hint):
         raise ConfigError(f"{key}={value!r} must be {_type_name(hint)}.")
+    choices = _enum_choices(hint)
+    if isinstance(value, str) and choices and value not in choices:
+        raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(choices)}.")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{key}={value!r} must be a finite number.")
     if value is None or isinstance(value, bool):

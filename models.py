@@ -127,8 +127,14 @@ def load_tokenizer(model_name: str):
 
 
 def prepare_tokenizer(tokenizer):
+    """Padding, a chat template (required), and no clean-up warning on every run."""
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and type(backend.model).__name__ == "BPE":
+        # transformers ignores clean_up_tokenization_spaces for BPE tokenizers and warns that it does on every
+        # run; saying False for them changes no output and ends the warning (training and --eval-only alike).
+        tokenizer.clean_up_tokenization_spaces = False
     if not tokenizer.chat_template:
         raise ModelError(
             "the tokenizer has no chat template, and every prompt here is a conversation. Use an instruct model."

@@ -356,8 +356,8 @@ def _finished(path: Path, checkpoint: str) -> str:
     return (
         f"{path} holds a finished run (step {state.get('global_step')} of {state.get('max_steps')}); a finished "
         f"run is not changed, and resuming it would train at the end of its learning-rate schedule (learning "
-        f"rate 0). To train longer, start a new run in another --output-dir with a larger --max-steps; the "
-        f"finished adapter stays in {path}."
+        f"rate 0). To train longer, start a new run from its adapter: --init-adapter {path} with another "
+        f"--output-dir (and the --max-steps you want); the finished adapter stays in {path}."
     )
 
 
@@ -537,12 +537,21 @@ ENVIRONMENT_ERRNOS = {
 }
 
 
-def environment_problem(err: OSError) -> str | None:
-    """One line for an OSError that the machine causes (read-only, full disk, permissions), else None."""
-    advice = ENVIRONMENT_ERRNOS.get(err.errno)
+# torch's checkpoint writer reports a full disk as RuntimeError("... file write failed"), without an errno.
+TORCH_WRITE_FAILED = "file write failed"
+
+
+def environment_problem(err: OSError | RuntimeError) -> str | None:
+    """One line for an error that the machine causes (read-only, full disk, permissions), else None."""
+    if isinstance(err, RuntimeError):
+        if TORCH_WRITE_FAILED not in str(err):
+            return None
+        advice, where = ENVIRONMENT_ERRNOS[errno.ENOSPC], " a checkpoint"
+    else:
+        advice = ENVIRONMENT_ERRNOS.get(err.errno)
+        where = f" {err.filename}" if err.filename else ""
     if advice is None:
         return None
-    where = f" {err.filename}" if err.filename else ""
     return f"cannot write{where}: {advice}. Any checkpoint already saved resumes with --resume-from-checkpoint latest."
 
 

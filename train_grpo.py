@@ -62,6 +62,7 @@ FLAG_TO_KEY = {
     "skip_bad_rows": "skip_bad_rows",
     "streaming": "streaming",
     "overwrite": "overwrite_output_dir",
+    "init_adapter": "init_adapter",
 }
 
 
@@ -167,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-to", nargs="+", metavar="TRACKER", help="기록 도구 (wandb, tensorboard, none)")
     p.add_argument("--eval-only", action="store_true", help="평가만 실행 (저장된 어댑터가 있으면 불러옴)")
     p.add_argument("--resume-from-checkpoint", metavar="PATH", help="체크포인트에서 재시작 (PATH 또는 latest)")
+    p.add_argument(
+        "--init-adapter",
+        metavar="PATH",
+        help="새 실행을 이전 실행(또는 체크포인트)의 어댑터에서 시작 (끝난 실행 이어 훈련)",
+    )
     return p
 
 
@@ -339,7 +345,10 @@ def main(
     trainer = GRPOTrainer(config, reward_functions=reward_functions, reward_weights=config.reward_weights)
 
     # Model
-    adapter = plan.path if eval_only and (plan.path / "adapter_model.safetensors").is_file() else None
+    if eval_only:
+        adapter = plan.path if (plan.path / "adapter_model.safetensors").is_file() else None
+    else:
+        adapter = config.init_adapter  # a new run that starts from an earlier run's adapter
     trainer.load_model(adapter_dir=adapter)
     if not eval_only:
         train_set = filter_long_prompts(train_set, trainer.tokenizer, config.max_prompt_length)
@@ -458,7 +467,7 @@ def cli(argv: list[str] | None = None) -> int:
     except user_errors() as err:
         logger.error("%s", err)
         return 2
-    except OSError as err:
+    except (OSError, RuntimeError) as err:
         problem = environment_problem(err)
         if problem is None:
             report_crash(err)

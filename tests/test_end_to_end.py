@@ -125,3 +125,14 @@ def test_streaming_custom_data_trains(tiny_model_dir, in_tmp_cwd, reward_config)
     assert train_grpo.cli(args) == 0
     assert (out / "adapter_model.safetensors").is_file()
     assert "skipped as they are read" in (out / "grpo_training.log").read_text()
+
+
+def test_a_finished_run_continues_as_a_new_run_from_its_adapter(tiny_model_dir, in_tmp_cwd, reward_config):
+    first, second = in_tmp_cwd / "first", in_tmp_cwd / "second"
+    assert train_grpo.cli([*tiny_run_args(tiny_model_dir, first, reward_config), "--max-steps", "1"]) == 0
+    args = [*tiny_run_args(tiny_model_dir, second, reward_config), "--max-steps", "1", "--init-adapter", str(first)]
+    assert train_grpo.cli(args) == 0
+    assert f"loaded adapter weights from {first}" in (second / "grpo_training.log").read_text()
+    assert json.loads((second / "run_config.json").read_text())["init_adapter"] == str(first)
+    refused = [*tiny_run_args(tiny_model_dir, in_tmp_cwd / "third", reward_config), "--init-adapter", str(second / "x")]
+    assert train_grpo.cli(refused) == 2  # no adapter there: one ERROR line before anything loads

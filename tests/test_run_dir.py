@@ -185,7 +185,7 @@ def test_a_checkpoint_resumes_only_into_its_own_run(tmp_path):
 def test_a_finished_run_is_not_resumed(tmp_path):
     run = make_run(tmp_path / "run", FINISHED, steps=(4, 8))
     before = snapshot(run)
-    with pytest.raises(RunDirError, match=r"finished run \(step 8 of 8\).*learning rate 0.*larger --max-steps"):
+    with pytest.raises(RunDirError, match=r"finished run \(step 8 of 8\).*learning rate 0.*--init-adapter"):
         decide_run_dir(config(run, "latest"), explicit=True)
     assert snapshot(run) == before
 
