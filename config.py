@@ -435,7 +435,10 @@ def _generation_batch(merged: dict[str, Any]) -> int:
     from models import resolve_model_path
 
     batch, reason = generation_batch_for(
-        types.SimpleNamespace(**merged), resolve_model_path(merged["model_name"]), merged["load_in_4bit"], world_size()
+        types.SimpleNamespace(**dict.fromkeys(GENERATION_BATCH_KEYS), **merged),
+        resolve_model_path(merged["model_name"]),
+        merged["load_in_4bit"],
+        world_size(),
     )
     logger.info("%s (set --generation-batch-size to choose)", reason)
     return batch

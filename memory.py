@@ -91,20 +91,13 @@ def estimate(config: GRPOConfig, model_config, four_bit: bool, generation_batch:
     return MemoryEstimate(weights, lora, kv_cache, activations, sampling)
 
 
-def num_generations(config) -> int:
-    """Completions per prompt, under TRL's name or the seed's ``group_size``."""
-    return getattr(config, "num_generations", None) or config.group_size
-
-
 def configured_generation_batch(config, world_size: int = 1) -> int:
     """Completions one process generates at once: TRL's ``generation_batch_size`` or ``steps_per_generation``
-    when set (as a field or in ``trl_args``), else the optimizer batch (TRL's default)."""
-    extra = getattr(config, "trl_args", None) or {}
-    total = getattr(config, "generation_batch_size", None) or extra.get("generation_batch_size")
-    if total:
-        return max(1, total // world_size)
-    steps = getattr(config, "steps_per_generation", None) or extra.get("steps_per_generation")
-    return config.per_device_train_batch_size * (steps or config.gradient_accumulation_steps)
+    when set, else the optimizer batch (TRL's default)."""
+    if config.generation_batch_size:
+        return max(1, config.generation_batch_size // world_size)
+    steps = config.steps_per_generation or config.gradient_accumulation_steps
+    return config.per_device_train_batch_size * steps
 
 
 def choose_generation_batch(
@@ -120,7 +113,7 @@ def choose_generation_batch(
     optimizer_batch = config.per_device_train_batch_size * world_size * config.gradient_accumulation_steps
     if free_bytes is None:
         return optimizer_batch, f"generation batch {optimizer_batch} = the optimizer batch (no GPU memory figure)"
-    unit = math.lcm(optimizer_batch, num_generations(config))
+    unit = math.lcm(optimizer_batch, config.num_generations)
     cap = min(GENERATION_BATCH_CAP * world_size, optimizer_batch * MAX_STEPS_PER_GENERATION)
     budget = MEMORY_HEADROOM * free_bytes
     chosen, needed = unit, estimate(config, model_config, four_bit, generation_batch=unit // world_size)
@@ -186,7 +179,7 @@ def suggestion(config: GRPOConfig, four_bit: bool) -> str:
     """Concrete settings with the same global batch but less memory per step."""
     batch, accumulation = config.per_device_train_batch_size, config.gradient_accumulation_steps
     tips = []
-    if batch >= 2 * num_generations(config) or (batch > 1 and batch % 2 == 0):
+    if batch >= 2 * config.num_generations or (batch > 1 and batch % 2 == 0):
         tips.append(
             f"--batch-size {batch // 2} with gradient_accumulation_steps {accumulation * 2} (same global batch)"
         )

@@ -444,8 +444,8 @@ def close_run(run_dir: Path, interrupted: bool, steps: int) -> None:
 def check_trains_a_step(num_prompts: int | None, config: GRPOConfig, processes: int) -> None:
     """Refuse a run whose data is smaller than one generation batch: TRL would train 0 steps and save an
     untrained adapter.  ``num_prompts`` None (a stream) cannot be checked."""
-    generations = getattr(config, "num_generations", None) or config.group_size
-    steps_per_generation = getattr(config, "steps_per_generation", None) or config.gradient_accumulation_steps
+    generations = config.num_generations
+    steps_per_generation = config.steps_per_generation or config.gradient_accumulation_steps
     per_batch = config.per_device_train_batch_size * processes * steps_per_generation // generations
     if num_prompts is None or num_prompts >= per_batch:
         return

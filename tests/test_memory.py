@@ -112,9 +112,13 @@ def test_generation_batch_counts_all_processes_and_whole_groups():
     assert batch // 2 <= GENERATION_BATCH_CAP and batch <= 8 * MAX_STEPS_PER_GENERATION
 
 
-def test_configured_generation_batch_as_a_field_or_in_trl_args():
+def test_configured_generation_batch():
     run = dict(per_device_train_batch_size=8, gradient_accumulation_steps=2)
-    assert configured_generation_batch(SimpleNamespace(**run)) == 16  # TRL's default: the optimizer batch
-    assert configured_generation_batch(SimpleNamespace(generation_batch_size=128, **run), world_size=2) == 64
-    assert configured_generation_batch(SimpleNamespace(trl_args={"generation_batch_size": 128}, **run)) == 128
-    assert configured_generation_batch(SimpleNamespace(trl_args={"steps_per_generation": 4}, **run)) == 32
+    unset = dict(generation_batch_size=None, steps_per_generation=None)
+    assert configured_generation_batch(SimpleNamespace(**unset, **run)) == 16  # TRL's default: the optimizer batch
+    given = SimpleNamespace(generation_batch_size=128, steps_per_generation=None, **run)
+    assert configured_generation_batch(given, world_size=2) == 64
+    steps = SimpleNamespace(generation_batch_size=None, steps_per_generation=4, **run)
+    assert configured_generation_batch(steps) == 32
+    built = project_config(per_device_train_batch_size=8, gradient_accumulation_steps=2, steps_per_generation=4)
+    assert configured_generation_batch(built) == 32  # TRL fills generation_batch_size in from the steps
