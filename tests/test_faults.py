@@ -554,7 +554,8 @@ def _fail_torch_save(monkeypatch) -> None:
 
     def save(*args, **kwargs):
         raise RuntimeError(
-            "[enforce fail at inline_container.cc:664] PytorchStreamWriter failed writing file data/0: file write failed"
+            "[enforce fail at inline_container.cc:664] PytorchStreamWriter failed writing file data/0: "
+            "file write failed"
         )
 
     monkeypatch.setattr(torch, "save", save)

@@ -95,7 +95,7 @@ KILL_POINTS = {
     "point",
     [
         pytest.param("after-checkpoint-2", marks=pytest.mark.slow),
-        "during-save-of-checkpoint-3",
+        pytest.param("during-save-of-checkpoint-3", marks=pytest.mark.slow),
         pytest.param("after-final-adapter-before-marked-finished", marks=pytest.mark.slow),
     ],
 )
@@ -146,6 +146,7 @@ def start_long_run(model_dir: Path, out: Path, cwd: Path) -> tuple[subprocess.Po
     return process, log
 
 
+@pytest.mark.slow  # a minute of training on 2 cores; the fast tier keeps test_second_ctrl_c_exits_at_once
 def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     process, log = start_long_run(tiny_model_dir, out, tmp_path)
@@ -173,6 +174,7 @@ def write(path: Path, data: dict) -> Path:
     return path
 
 
+@pytest.mark.slow  # over a minute of training with evaluation on 2 cores
 def test_plot_eval_during_training_and_tensorboard(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     args = tiny_args(

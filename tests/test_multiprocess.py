@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT, run_train_grpo, tiny_cli_args
 
 TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
@@ -17,6 +19,7 @@ def torchrun(args: list[str], cwd: Path, record: Path, **env_extra: str):
     return run_train_grpo(args, cwd, {**env, **env_extra}, launcher=TORCHRUN)
 
 
+@pytest.mark.slow  # two processes on 2 cores: about a minute
 def test_two_processes_train_save_and_resume(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     config = tmp_path / "save.json"
