@@ -10,6 +10,7 @@ TRL is imported only inside methods, after ``load_model`` has imported Unsloth w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -70,7 +71,8 @@ def build_rewards(config: GRPOConfig) -> list[RewardFunc]:
         from reward_model import get_reward_model_reward
 
         scorer = get_reward_model_reward(config.reward_model)
-        functions.append(guarded_reward(scorer, scorer.__name__, timeout=config.reward_timeout))
+        # No time limit: it is a forward pass of our own, and --reward-preview scores thousands of rows in one call.
+        functions.append(guarded_reward(scorer, scorer.__name__, timeout=None))
     return functions
 
 
@@ -141,9 +143,10 @@ class GRPOTrainer:
         """The underlying ``trl.GRPOTrainer`` (also useful to customise before ``train``)."""
         loaded = self._require_loaded()
         args = self.config
-        if args.reward_weights is None and set(self.reward_weights) != {1.0}:
-            # Built in Python without build_config: the reward config's weights were not filled in yet.
-            args.reward_weights = self.reward_weights
+        if list(args.reward_weights or []) != self.reward_weights:
+            # Weights given to the constructor, or a config built in Python without build_config: TRL reads them
+            # from its args, so it gets a copy that carries them (the caller's config is left as it is).
+            args = dataclasses.replace(args, reward_weights=self.reward_weights)
         import trl
 
         if loaded.device == "cpu":

@@ -136,3 +136,27 @@ def test_a_finished_run_continues_as_a_new_run_from_its_adapter(tiny_model_dir, 
     assert json.loads((second / "run_config.json").read_text())["init_adapter"] == str(first)
     refused = [*tiny_run_args(tiny_model_dir, in_tmp_cwd / "third", reward_config), "--init-adapter", str(second / "x")]
     assert train_grpo.cli(refused) == 2  # no adapter there: one ERROR line before anything loads
+
+
+def test_weights_given_to_the_trainer_reach_trl(tiny_model_dir, in_tmp_cwd):
+    from datasets import Dataset
+
+    from config import build_config
+    from grpo_trainer import GRPOTrainer
+
+    config = build_config(overrides={"model_name": str(tiny_model_dir), "output_dir": "out", "max_steps": 1})
+    assert config.reward_weights == [1.0]
+
+    def first_reward(completions, **kwargs):
+        return [1.0] * len(completions)
+
+    def second_reward(completions, **kwargs):
+        return [0.0] * len(completions)
+
+    trainer = GRPOTrainer(config, reward_functions=[first_reward, second_reward], reward_weights=[1.0, 0.5])
+    trainer.load_model()
+    rows = Dataset.from_list([{"prompt": [{"role": "user", "content": "hi"}], "chosen": "a", "rejected": "b"}] * 8)
+    trl_trainer = trainer.build_trl_trainer(rows)
+    assert list(trl_trainer.args.reward_weights) == [1.0, 0.5]
+    assert trl_trainer.reward_weights.tolist() == [1.0, 0.5]
+    assert config.reward_weights == [1.0]  # the caller's config is not changed
