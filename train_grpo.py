@@ -249,18 +249,25 @@ def config_from_args(args: argparse.Namespace) -> GRPOConfig:
     )
 
 
-def load_data(config: GRPOConfig, eval_only: bool):
-    """Train and held-out splits in the GRPO schema."""
-    from data_loader import load_grpo_dataset, prepare_splits
+def load_source(config) -> Any:
+    """The configured dataset in the GRPO schema, before any split (also used by train_reward_model.py)."""
+    from data_loader import load_grpo_dataset
 
-    dataset = load_grpo_dataset(
+    return load_grpo_dataset(
         config.dataset_name,
         dataset_path=config.dataset_path,
         subset=config.dataset_subset,
         skip_bad_rows=config.skip_bad_rows,
-        streaming=config.streaming,
+        streaming=getattr(config, "streaming", False),
         seed=config.seed,
     )
+
+
+def load_data(config: GRPOConfig, eval_only: bool):
+    """Train and held-out splits in the GRPO schema."""
+    from data_loader import prepare_splits
+
+    dataset = load_source(config)
     if config.streaming:
         if eval_only:
             raise ConfigError(

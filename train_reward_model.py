@@ -119,15 +119,10 @@ def as_trl_pairs(pairs):
 
 def load_pairs(config: RewardModelConfig):
     """Training and held-out pairs: ``train_grpo.py``'s loader and split, then rows without a pair dropped."""
-    from data_loader import DataError, load_grpo_dataset, prepare_splits
+    from data_loader import DataError, prepare_splits
+    from train_grpo import load_source
 
-    dataset = load_grpo_dataset(
-        config.dataset_name,
-        dataset_path=config.dataset_path,
-        subset=config.dataset_subset,
-        skip_bad_rows=config.skip_bad_rows,
-        seed=config.seed,
-    )
+    dataset = load_source(config)
     train, heldout = prepare_splits(
         dataset, max_samples=config.max_samples, eval_samples=config.eval_samples, seed=config.seed
     )
