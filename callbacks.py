@@ -163,7 +163,26 @@ class GracefulStop(TrainerCallback):
         )
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.requested:
+        if any_process(self.requested):
+            self.requested = True  # also where the signal reached another process: this run was interrupted
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+def any_process(flag: bool) -> bool:
+    """True when ``flag`` is set on any process of the run.
+
+    A signal reaches the ranks at slightly different moments (or one rank alone, from ``kill``); a rank that
+    stopped while the others trained on would leave them waiting forever in the next collective. Agreeing at
+    every step end costs one tiny all-reduce."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    import torch
+    from accelerate import PartialState
+
+    votes = torch.tensor([int(flag)], device=PartialState().device)
+    dist.all_reduce(votes, op=dist.ReduceOp.MAX)
+    return bool(votes.item())

@@ -162,8 +162,10 @@ def resolve_backend(requested: str) -> str:
             raise BackendError("--backend unsloth: Unsloth is not installed; pip install -r requirements-gpu.txt.")
     elif not (requested == "auto" and cuda and unsloth_installed()):
         return "transformers"
-    if world_size() > 1:
-        logger.warning("Unsloth is single-GPU; with %d processes the transformers backend is used", world_size())
+    if world_size() > 1 and sharded_launch():
+        # Unsloth's own FSDP2 needs UNSLOTH_FSDP2 and its DeepSpeed path is untested here; PEFT + transformers
+        # shard under accelerate's FSDP2 and ZeRO-3 configs (config/accelerate/).
+        logger.warning("Unsloth does not shard under FSDP / DeepSpeed here; the transformers backend is used")
         return "transformers"
     return "unsloth"
 

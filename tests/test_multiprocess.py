@@ -28,8 +28,9 @@ def test_two_processes_train_save_and_resume(tiny_model_dir, tmp_path):
         tiny_model_dir, out, "--config", str(config), "--eval-samples", "8", rewards=("recorder.record_reward",)
     )
     record = tmp_path / "seen.jsonl"
-    # Stopped by SIGTERM in step 2 on both ranks: step 2 is finished and saved, then the run exits (130).
-    first = torchrun([*args, "--max-steps", "3"], tmp_path, record, GRPO_SIGTERM_AT_STEP="1")
+    # SIGTERM reaches rank 1 alone in step 2 (`kill PID`): the ranks agree to stop, so step 2 is finished and
+    # saved by the main process, then the run exits; without the agreement rank 0 would wait in step 3 forever.
+    first = torchrun([*args, "--max-steps", "3"], tmp_path, record, GRPO_SIGTERM_AT_STEP="1", GRPO_SIGTERM_RANK="1")
     assert first.returncode != 0 and (out / "checkpoint-2").is_dir(), first.stdout[-2000:] + first.stderr[-3000:]
 
     seen = [json.loads(line) for line in record.read_text().splitlines()]
