@@ -153,12 +153,21 @@ def length_reward(completions, **kwargs):
     return [min(len(c[0]["content"] if isinstance(c, list) else c), 200) / 200 for c in completions]
 
 
-def dataset(rows: int):
+def dataset(rows: int, padding: int = 0):
+    """Built-in arithmetic prompts; with ``padding`` each prompt gets 0..padding filler sentences first, so
+    prompt lengths (and the KV-cache length a round needs) vary from round to round as in real data."""
+    import random
+
     from datasets import Dataset
 
-    from data_loader import make_arithmetic_rows
+    from data_loader import PROMPT, make_arithmetic_rows
 
-    return Dataset.from_list(make_arithmetic_rows(rows, seed=0))
+    rows = make_arithmetic_rows(rows, seed=0)
+    rng = random.Random(1)
+    for row in rows:
+        filler = "Read the question carefully. " * rng.randint(0, padding)
+        row[PROMPT][-1]["content"] = filler + row[PROMPT][-1]["content"]
+    return Dataset.from_list(rows)
 
 
 def settings(args, generation_batch: int | None, max_steps: int, point: Point) -> dict:
@@ -233,7 +242,7 @@ class OursRunner:
             self.loaded = trainer.loaded
         trainer.loaded = self.loaded
         self.probe.instrument(trainer.model)
-        trainer.train(dataset(512), callbacks=[self.probe.callback()])
+        trainer.train(dataset(512, self.args.prompt_padding), callbacks=[self.probe.callback()])
         return trainer.trl_trainer
 
 
@@ -273,7 +282,7 @@ class PlainTRLRunner:
             model=self.model or str(args.model_dir),
             reward_funcs=length_reward,
             args=training_args,
-            train_dataset=dataset(512),
+            train_dataset=dataset(512, self.args.prompt_padding),
             peft_config=None if self.model else lora,
             callbacks=[self.probe.callback()],
         )
@@ -387,6 +396,7 @@ def main() -> None:
     parser.add_argument("--completion-length", type=int, default=256)
     parser.add_argument("--lora-rank", type=int, default=16)
     parser.add_argument("--trl-json", default="{}", help="extra trl.GRPOConfig fields as JSON")
+    parser.add_argument("--prompt-padding", type=int, default=0, help="vary prompt lengths by 0..N sentences")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/grpo-bench"))
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()

@@ -55,6 +55,19 @@ SHAPES = {
             rope_theta=5e5,
         ),
     ),
+    "llama-3.1-70b": (
+        "llama",
+        dict(
+            hidden_size=8192,
+            intermediate_size=28672,
+            num_hidden_layers=80,
+            num_attention_heads=64,
+            num_key_value_heads=8,
+            vocab_size=128256,
+            tie_word_embeddings=False,
+            rope_theta=5e5,
+        ),
+    ),
     "tiny": (
         "llama",
         dict(
@@ -83,19 +96,54 @@ def build(shape: str, tokenizer_dir: Path, out: Path) -> Path:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        dtype="bfloat16",
         **dims,
     )
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
-    with torch.device(device):
+    with torch.device("meta"):  # shapes only: a 70B model never exists whole, on the GPU or in memory
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    model.save_pretrained(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(out)
+    params = write_random_weights(dict(model.named_parameters()), out, config.initializer_range)
     for name in TOKENIZER_FILES:
         if (tokenizer_dir / name).is_file():
             shutil.copy(tokenizer_dir / name, out / name)
-    params = sum(p.numel() for p in model.parameters())
     print(f"{shape}: {params / 1e9:.2f}B parameters written to {out} in {time.perf_counter() - started:.0f} s")
     return out
+
+
+def write_random_weights(shapes: dict, out: Path, std: float, shard_bytes: int = 5 * 2**30) -> int:
+    """Safetensors shards of random bf16 weights for ``shapes`` (name -> meta tensor), one shard in memory at a
+    time: normal(0, std) as transformers initialises linear and embedding weights, ones for the norms."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    plan, size = [[]], 0
+    for name, meta in shapes.items():
+        if size >= shard_bytes:
+            plan.append([])
+            size = 0
+        plan[-1].append(name)
+        size += meta.numel() * 2
+    weight_map = {}
+    for index, names in enumerate(plan, 1):
+        filename = f"model-{index:05d}-of-{len(plan):05d}.safetensors"
+        shard = {}
+        for name in names:
+            meta = shapes[name]
+            tensor = torch.ones(meta.shape, dtype=torch.bfloat16, device=device)
+            if meta.dim() > 1:
+                tensor.normal_(0, std)
+            shard[name] = tensor.cpu()
+        save_file(shard, str(out / filename), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(names, filename))
+    total = sum(meta.numel() * 2 for meta in shapes.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    return total // 2
 
 
 def main() -> None:
