@@ -578,8 +578,23 @@ def config_values(config: GRPOConfig) -> dict[str, Any]:
 
 @functools.cache
 def _trl_default_values() -> dict[str, Any]:
-    """TRL's defaults as ``to_dict`` shows them (after TRL's own ``__post_init__`` normalised them)."""
-    return trl.GRPOConfig(output_dir=PROJECT_DEFAULTS["output_dir"], use_cpu=True, bf16=False).to_dict()
+    """TRL's defaults as ``to_dict`` shows them, read from the declared fields without building a
+    ``trl.GRPOConfig``: its ``__post_init__`` sets up devices, and under several processes a CPU-flavoured one
+    would start the process group with gloo before accelerate starts NCCL (every GPU collective then fails)."""
+    from transformers.trainer_pt_utils import AcceleratorConfig
+
+    blank = object.__new__(trl.GRPOConfig)
+    for spec in dataclasses.fields(trl.GRPOConfig):
+        if spec.init:
+            factory = spec.default_factory if spec.default_factory is not dataclasses.MISSING else lambda: None
+            setattr(blank, spec.name, spec.default if spec.default is not dataclasses.MISSING else factory())
+    declared = trl.GRPOConfig.to_dict(blank)
+    # what __post_init__ turns the declared defaults into (machine-decided keys as on a CPU)
+    accelerator = AcceleratorConfig().to_dict()
+    accelerator.pop("use_configured_state")  # consumed by device set-up
+    normalised = {"accelerator_config": accelerator, "debug": [], "report_to": [], "disable_tqdm": False}
+    machine = {"bf16": False, "use_cpu": True}
+    return {**declared, **normalised, **machine, "output_dir": PROJECT_DEFAULTS["output_dir"]}
 
 
 def save_config_to_file(config: GRPOConfig, path: str | Path, extra: dict[str, Any] | None = None) -> Path:

@@ -13,19 +13,19 @@ budget=${2:-540}
 qwen=/tmp/qwen15
 [ -f $qwen/config.json ] || python3 bench/make_random_model.py --shape qwen2.5-1.5b --tokenizer .device/tokenizer --out $qwen 2>&1 | tail -1
 # Per GPU in every row: 16 completions (2 prompts x G=8) per optimizer step, 4 steps per generation round
-# (64 completions of 128 tokens generated at once), 16 steps = 4 rounds, the first one not timed.
+# (64 completions of 128 tokens generated at once), 12 steps = 3 rounds, the first one not timed.
 echo '{"steps_per_generation": 4, "save_steps": 1000, "log_completions": false, "eval_samples": 0}' > /tmp/scale.json
-flags="--dataset arithmetic --no-wandb --batch-size 16 --num-generations 8 --gradient-accumulation-steps 1 --max-completion-length 128 --lora-rank 16 --max-steps 16 --config /tmp/scale.json"
+flags="--dataset arithmetic --no-wandb --batch-size 16 --num-generations 8 --gradient-accumulation-steps 1 --max-completion-length 128 --lora-rank 16 --config /tmp/scale.json"
 row="python3 bench/multi_gpu.py --model $qwen --out $OUT/multi.jsonl"
 tab=$'\t'
 if [ "$stage" = scaling ]; then
 cat > /tmp/jobs.tsv <<JOBS
-u1${tab}130${tab}$row --name u1 --gpus 1 -- --backend unsloth $flags
-t1${tab}130${tab}$row --name t1 --gpus 1 -- --backend transformers $flags
-u2@2${tab}130${tab}$row --name u2 --gpus 2 --launch ddp --port 29501 -- --backend unsloth $flags
-t2@2${tab}130${tab}$row --name t2 --gpus 2 --launch ddp --port 29502 -- --backend transformers $flags
-u4@4${tab}130${tab}$row --name u4 --gpus 4 --launch ddp --port 29503 -- --backend unsloth $flags
-t4@4${tab}130${tab}$row --name t4 --gpus 4 --launch ddp --port 29504 -- --backend transformers $flags
+u1${tab}130${tab}$row --name u1 --gpus 1 -- --backend unsloth --max-steps 12 $flags
+t1${tab}130${tab}$row --name t1 --gpus 1 -- --backend transformers --max-steps 12 $flags
+u2@2${tab}130${tab}$row --name u2 --gpus 2 --launch ddp --port 29501 -- --backend unsloth --max-steps 12 $flags
+t2@2${tab}130${tab}$row --name t2 --gpus 2 --launch ddp --port 29502 -- --backend transformers --max-steps 12 $flags
+u4@4${tab}130${tab}$row --name u4 --gpus 4 --launch ddp --port 29503 -- --backend unsloth --max-steps 12 $flags
+t4@4${tab}130${tab}$row --name t4 --gpus 4 --launch ddp --port 29504 -- --backend transformers --max-steps 12 $flags
 JOBS
 else
 python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl-ds/*.whl || exit 1
@@ -39,8 +39,8 @@ echo '{"load_in_4bit": false, "steps_per_generation": 4, "save_steps": 1000, "lo
 echo '{"load_in_4bit": false, "max_seq_length": 256, "generation_batch_size": 16, "save_steps": 1000, "log_completions": false, "eval_samples": 0, "ds3_gather_for_generation": false}' > /tmp/big.json
 big_flags="--dataset arithmetic --no-wandb --batch-size 4 --num-generations 4 --gradient-accumulation-steps 1 --max-completion-length 32 --lora-rank 8 --max-steps 2 --config /tmp/big.json"
 cat > /tmp/jobs.tsv <<JOBS
-r2@2${tab}200${tab}$row --name r2 --gpus 2 --launch ddp --port 29505 --interrupt-at 8 -- --backend unsloth ${flags/\/tmp\/scale.json//tmp/resume.json} --reward-function recorder.record_reward
-z2@2${tab}200${tab}$row --name z2 --gpus 2 --launch zero3 --port 29506 -- --backend transformers ${flags/\/tmp\/scale.json//tmp/bf16.json}
+r2@2${tab}200${tab}$row --name r2 --gpus 2 --launch ddp --port 29505 --interrupt-at 8 -- --backend unsloth --max-steps 16 ${flags/\/tmp\/scale.json//tmp/resume.json} --reward-function recorder.record_reward
+z2@2${tab}200${tab}$row --name z2 --gpus 2 --launch zero3 --port 29506 -- --backend transformers --max-steps 12 ${flags/\/tmp\/scale.json//tmp/bf16.json}
 big4@4${tab}330${tab}while ! grep -q "^exit" /tmp/make70b.log; do sleep 5; done; cat /tmp/make70b.log; python3 bench/multi_gpu.py --model $big --out $OUT/multi.jsonl --name fsdp2_70b --gpus 4 --launch fsdp2 --port 29507 --completions-per-gpu-step 4 --steps-per-round 1 --completion-length 32 -- --backend transformers $big_flags
 JOBS
 fi

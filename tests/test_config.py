@@ -266,3 +266,29 @@ def on_a_gpu(monkeypatch):
 def test_generation_batch_and_cache_chosen_on_a_gpu(on_a_gpu, flags, generation_batch, cache):
     config = build_config(overrides=flags)
     assert config.generation_batch_size == generation_batch and config.cache_implementation == cache
+
+
+def test_trl_defaults_are_read_without_setting_up_devices():
+    """Building a trl.GRPOConfig sets up devices; under several processes a CPU-flavoured one started the
+    process group with gloo before accelerate chose NCCL, and every GPU collective failed (4 x H200)."""
+    from accelerate import PartialState
+
+    import config as config_module
+
+    PartialState._reset_state()
+    config_module._trl_default_values.cache_clear()
+    config_module._trl_default_values()
+    assert PartialState._shared_state == {}
+
+
+def test_trl_defaults_match_a_built_trl_config():
+    import trl
+
+    import config as config_module
+
+    config_module._trl_default_values.cache_clear()
+    declared = config_module._trl_default_values()
+    built = trl.GRPOConfig(output_dir=declared["output_dir"], use_cpu=True, bf16=False).to_dict()
+    derived_by_trl = {"generation_batch_size", "steps_per_generation", "dataloader_pin_memory"}
+    assert {k for k in built if built[k] != declared.get(k)} <= derived_by_trl
+    assert set(built) == set(declared)
