@@ -10,6 +10,7 @@ into a normal HF folder under the cache (``$GRPO_CACHE_DIR``, default ``~/.cache
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -153,7 +154,12 @@ def cuda_available() -> bool:
 
 
 def resolve_backend(requested: str) -> str:
-    """'unsloth' or 'transformers' for the requested backend on this machine."""
+    """'unsloth' or 'transformers' for the requested backend on this machine and launch.
+
+    One process: Unsloth when it can run (auto). Several processes (DDP): transformers for auto, because it
+    measured faster there (2 and 4 GPUs: 1.13x and 1.20x Unsloth's completion tokens/s, docs/benchmarks.md);
+    Unsloth when asked for by name. FSDP / DeepSpeed: transformers, as Unsloth's models are not sharded by
+    accelerate's FSDP2 or ZeRO-3 configs here."""
     cuda = cuda_available()
     if requested == "unsloth":
         if not cuda:
@@ -163,9 +169,10 @@ def resolve_backend(requested: str) -> str:
     elif not (requested == "auto" and cuda and unsloth_installed()):
         return "transformers"
     if world_size() > 1 and sharded_launch():
-        # Unsloth's own FSDP2 needs UNSLOTH_FSDP2 and its DeepSpeed path is untested here; PEFT + transformers
-        # shard under accelerate's FSDP2 and ZeRO-3 configs (config/accelerate/).
-        logger.warning("Unsloth does not shard under FSDP / DeepSpeed here; the transformers backend is used")
+        logger.warning("Unsloth is not sharded by FSDP / DeepSpeed; the transformers backend is used")
+        return "transformers"
+    if world_size() > 1 and requested == "auto":
+        logger.info("%d processes: the transformers backend (faster than Unsloth under DDP)", world_size())
         return "transformers"
     return "unsloth"
 
@@ -261,7 +268,10 @@ def _load_transformers(config: GRPOConfig, resolved: str) -> LoadedModel:
     elif config.load_in_4bit:
         logger.info("load_in_4bit needs CUDA; on CPU the model is loaded in fp32")
     try:
-        model = AutoModelForCausalLM.from_pretrained(resolved, **kwargs)
+        if receives_weights_from_main(config):
+            model = _empty_model(resolved, kwargs["dtype"])
+        else:
+            model = AutoModelForCausalLM.from_pretrained(resolved, **kwargs)
     except OSError as err:
         raise _hub_error(config.model_name, resolved, err) from None
     except (ImportError, ValueError) as err:
@@ -277,6 +287,29 @@ def _load_transformers(config: GRPOConfig, resolved: str) -> LoadedModel:
     model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", bias="none", **_lora_kwargs(config)))
     tokenizer = load_tokenizer(resolved)
     return LoadedModel(model, tokenizer, "transformers", "cuda" if cuda else "cpu", bf16=cuda and _bf16_supported())
+
+
+def receives_weights_from_main(config: GRPOConfig) -> bool:
+    """FSDP with ``fsdp_cpu_ram_efficient_loading`` (config/accelerate/fsdp2.yaml): accelerate broadcasts the main
+    process's weights while sharding, so the other processes need only the model's shapes.  transformers
+    5.17 would still fill a zero copy of every weight in their CPU memory: a 70B model on 4 GPUs asked for
+    3 x 141 GB and the kernel killed a rank (4 x H200, 512 GiB)."""
+    ram_efficient = os.environ.get("FSDP_CPU_RAM_EFFICIENT_LOADING", "false").lower() in ("1", "true")
+    not_main = int(os.environ.get("RANK", "0")) != 0
+    return fsdp_enabled() and ram_efficient and not_main and not config.load_in_4bit  # 4-bit: accelerate loads all
+
+
+def _empty_model(resolved: str, dtype):
+    """The model of ``resolved`` on the meta device (shapes, no memory), with its generation settings."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolved), dtype=dtype)
+    # without a generation_config.json, from_pretrained keeps the one built from the config too
+    with contextlib.suppress(OSError):
+        model.generation_config = GenerationConfig.from_pretrained(resolved)
+    return model
 
 
 def _bnb_config(compute_dtype):

@@ -1,0 +1,70 @@
+"""Which backend a launch gets, and how a model is loaded on the processes of an FSDP run."""
+
+from __future__ import annotations
+
+import pytest
+
+import models
+from config import GRPOConfig
+
+# (requested, processes, launcher, expected): the several-GPU rows come from docs/benchmarks.md (4 x H200)
+CHOICES = [
+    ("auto", 1, None, "unsloth"),
+    ("unsloth", 1, None, "unsloth"),
+    ("transformers", 1, None, "transformers"),
+    ("auto", 2, None, "transformers"),  # DDP: transformers measured 1.13x (2 GPUs) and 1.20x (4) Unsloth
+    ("unsloth", 4, None, "unsloth"),  # by name: Unsloth under DDP trains, saves and resumes
+    ("transformers", 4, None, "transformers"),
+    ("auto", 4, "ACCELERATE_USE_FSDP", "transformers"),
+    ("unsloth", 2, "ACCELERATE_USE_FSDP", "transformers"),
+    ("unsloth", 2, "ACCELERATE_USE_DEEPSPEED", "transformers"),
+]
+
+
+@pytest.mark.parametrize(("requested", "processes", "launcher", "expected"), CHOICES)
+def test_backend_for_the_launch(monkeypatch, requested, processes, launcher, expected):
+    monkeypatch.setattr(models, "cuda_available", lambda: True)
+    monkeypatch.setattr(models, "unsloth_installed", lambda: True)
+    monkeypatch.setenv("WORLD_SIZE", str(processes))
+    for name in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"):
+        monkeypatch.setenv(name, "true" if name == launcher else "false")
+    assert models.resolve_backend(requested) == expected
+
+
+def test_without_a_gpu_auto_is_transformers_and_unsloth_is_refused(monkeypatch):
+    monkeypatch.setattr(models, "cuda_available", lambda: False)
+    assert models.resolve_backend("auto") == "transformers"
+    with pytest.raises(models.BackendError, match="needs a CUDA GPU"):
+        models.resolve_backend("unsloth")
+
+
+FSDP_RANK = {"ACCELERATE_USE_FSDP": "true", "FSDP_CPU_RAM_EFFICIENT_LOADING": "true"}
+
+
+@pytest.mark.parametrize(
+    ("env", "four_bit", "expected"),
+    [
+        ({**FSDP_RANK, "RANK": "1"}, False, True),
+        ({**FSDP_RANK, "RANK": "0"}, False, False),  # the main process reads the weights
+        ({**FSDP_RANK, "RANK": "1"}, True, False),  # accelerate shards 4-bit weights from every process's copy
+        ({**FSDP_RANK, "FSDP_CPU_RAM_EFFICIENT_LOADING": "false", "RANK": "1"}, False, False),
+        ({"ACCELERATE_USE_FSDP": "false", "RANK": "1"}, False, False),  # DDP: every process loads
+    ],
+)
+def test_which_processes_receive_weights_from_the_main_one(monkeypatch, env, four_bit, expected):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert models.receives_weights_from_main(GRPOConfig(load_in_4bit=four_bit)) is expected
+
+
+def test_a_receiving_process_holds_shapes_only(monkeypatch, tiny_model_dir):
+    """No weight memory on the other FSDP processes, but the same parameters, LoRA included, as the main one."""
+    for name, value in {**FSDP_RANK, "RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    config = GRPOConfig(model_name=str(tiny_model_dir), load_in_4bit=False, lora_rank=4)
+    receiving = models.load_model(config).model
+    monkeypatch.setenv("RANK", "0")
+    main = models.load_model(config).model
+    assert {p.device.type for p in receiving.parameters()} == {"meta"}
+    assert {n: p.shape for n, p in receiving.named_parameters()} == {n: p.shape for n, p in main.named_parameters()}
+    assert receiving.generation_config.eos_token_id == main.generation_config.eos_token_id
