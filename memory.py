@@ -54,11 +54,15 @@ class MemoryEstimate:
         return f"{self.total / GIB:.1f} GiB ({parts})"
 
 
-def estimate(config: GRPOConfig, model_config, four_bit: bool, generation_batch: int | None = None) -> MemoryEstimate:
-    """Memory of a GRPO LoRA run of ``config`` on a model described by ``model_config`` (a transformers config).
+def estimate(
+    config: GRPOConfig, model_config, four_bit: bool, generation_batch: int | None = None, shards: int = 1
+) -> MemoryEstimate:
+    """Memory of a GRPO LoRA run of ``config`` on a model described by ``model_config`` (a transformers config),
+    on one GPU.
 
     ``generation_batch``: completions this process generates at once (default: the configured generation batch,
-    else the optimizer batch, TRL's default).
+    else the optimizer batch, TRL's default).  ``shards``: processes that the weights and the LoRA optimizer
+    state are split over (FSDP, ZeRO-3); one layer is gathered whole at a time.
     """
     text = getattr(model_config, "text_config", model_config)
     hidden, layers, vocab = text.hidden_size, text.num_hidden_layers, text.vocab_size
@@ -78,10 +82,12 @@ def estimate(config: GRPOConfig, model_config, four_bit: bool, generation_batch:
     linear = layers * sum(i * o for i, o in per_layer.values())
     embeddings = vocab * hidden * (1 if getattr(text, "tie_word_embeddings", False) else 2)
     weights = linear * (BYTES_4BIT if four_bit else 2) + embeddings * 2
+    if shards > 1:
+        weights = weights / shards + 2 * (linear / layers) * (BYTES_4BIT if four_bit else 2)  # two layers gathered
     lora_params = layers * sum(
         config.lora_rank * (i + o) for name, (i, o) in per_layer.items() if name in config.lora_target_modules
     )
-    lora = lora_params * (2 + 4 + 8 + 4)  # weights, fp32 grads, Adam moments, fp32 master copy
+    lora = lora_params * (2 + 4 + 8 + 4) / shards  # weights, fp32 grads, Adam moments, fp32 master copy
     sequence = config.max_seq_length  # prompt + completion tokens
     generation_batch = generation_batch or configured_generation_batch(config)
     kv_cache = layers * 2 * kv_heads * head_dim * sequence * generation_batch * 2
@@ -116,9 +122,10 @@ def choose_generation_batch(
     unit = math.lcm(optimizer_batch, config.num_generations)
     cap = min(GENERATION_BATCH_CAP * world_size, optimizer_batch * MAX_STEPS_PER_GENERATION)
     budget = MEMORY_HEADROOM * free_bytes
-    chosen, needed = unit, estimate(config, model_config, four_bit, generation_batch=unit // world_size)
+    shards = sharding(world_size)
+    chosen, needed = unit, estimate(config, model_config, four_bit, unit // world_size, shards)
     for batch in range(2 * unit, cap + 1, unit):
-        larger = estimate(config, model_config, four_bit, generation_batch=batch // world_size)
+        larger = estimate(config, model_config, four_bit, batch // world_size, shards)
         if larger.total > budget:
             break
         chosen, needed = batch, larger
@@ -130,6 +137,16 @@ def choose_generation_batch(
         limit = f"cap {cap} reached; estimate {needed.total / GIB:.1f} of {budget / GIB:.1f} GiB usable"
     steps = chosen // optimizer_batch
     return chosen, f"generation batch {chosen} completions ({steps} optimizer step(s) per generation round): {limit}"
+
+
+def sharding(world_size: int) -> int:
+    """Processes the weights are split over: all of them under FSDP or ZeRO-3, none under DDP or ZeRO-2."""
+    import os
+
+    from models import fsdp_enabled
+
+    zero3 = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"  # set by accelerate launch
+    return world_size if fsdp_enabled() or zero3 else 1
 
 
 def _model_config(model_path: str):
@@ -167,7 +184,9 @@ def check_fits(config: GRPOConfig, model_path: str, four_bit: bool, world_size: 
     model_config = _model_config(model_path)
     if model_config is None:
         return None
-    needed = estimate(config, model_config, four_bit, configured_generation_batch(config, world_size))
+    needed = estimate(
+        config, model_config, four_bit, configured_generation_batch(config, world_size), sharding(world_size)
+    )
     free, total = torch.cuda.mem_get_info()
     logger.info("estimated GPU memory: %s; free %.1f of %.1f GiB", needed.describe(), free / GIB, total / GIB)
     if needed.total > free:

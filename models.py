@@ -196,7 +196,7 @@ def load_model(config: GRPOConfig) -> LoadedModel:
     logger.info("loading %s (%s) with the %s backend", config.model_name, resolved, backend)
     from memory import check_fits
 
-    check_fits(config, resolved, four_bit=config.load_in_4bit)
+    check_fits(config, resolved, four_bit=config.load_in_4bit, world_size=world_size())
     if backend == "unsloth":
         return _load_unsloth(config, resolved)
     return _load_transformers(config, resolved)

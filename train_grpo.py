@@ -427,7 +427,7 @@ def _fmt(value: float | None) -> str:
 
 def print_train_summary(summary: dict[str, Any]) -> None:
     lines = [
-        "=== GRPO training finished ===",
+        "=== GRPO training stopped early ===" if summary.get("interrupted") else "=== GRPO training finished ===",
         f"steps: {summary['steps']} in {summary['seconds']} s",
         f"mean reward: start {_fmt(summary['reward_start'])} -> end {_fmt(summary['reward_end'])}",
         f"adapter: {summary['adapter_dir']}",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from types import SimpleNamespace
 
+import pytest
+
 from config import build_config
 from conftest import ROOT
 from memory import (
@@ -122,3 +124,34 @@ def test_configured_generation_batch():
     assert configured_generation_batch(steps) == 32
     built = project_config(per_device_train_batch_size=8, gradient_accumulation_steps=2, steps_per_generation=4)
     assert configured_generation_batch(built) == 32  # TRL fills generation_batch_size in from the steps
+
+
+def test_sharded_weights_are_split_over_the_processes():
+    """The Llama-3.1-70B shape in bf16 (131 GiB) does not fit one 80 GB GPU; over 4 GPUs with FSDP / ZeRO-3 each
+    holds a quarter plus the two layers gathered whole at a time."""
+    llama_70b = SimpleNamespace(**SHAPES["llama-3.1-70b"][1])
+    config = project_config(max_seq_length=256, max_completion_length=32, per_device_train_batch_size=4, lora_rank=8)
+    whole = estimate(config, llama_70b, four_bit=False, generation_batch=4)
+    sharded = estimate(config, llama_70b, four_bit=False, generation_batch=4, shards=4)
+    assert 130 < whole.weights / GIB < 133
+    assert 34 < sharded.weights / GIB < 37
+    assert sharded.lora_and_optimizer == pytest.approx(whole.lora_and_optimizer / 4)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, 1),
+        ({"ACCELERATE_USE_FSDP": "true"}, 4),
+        ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, 4),
+        ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"}, 1),  # weights whole
+    ],
+)
+def test_which_launches_shard_the_weights(monkeypatch, env, expected):
+    from memory import sharding
+
+    for name in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_ZERO_STAGE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert sharding(4) == expected
