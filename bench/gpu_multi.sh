@@ -4,8 +4,8 @@
 #   bash bench/gpu_multi.sh scaling [BUDGET_S]   1, 2 and 4 GPUs, Unsloth and transformers (DDP)
 #   bash bench/gpu_multi.sh sharded [BUDGET_S]   resume on 2 GPUs, ZeRO-3, and the Llama-3.1-70B shape on FSDP2
 # (on a 4-GPU host, with .whl, .whl-ds (bench/make_deepspeed_wheels.sh) and .device/tokenizer carried).
-# Results: $OUT/multi.jsonl (one line
-# per row), $OUT/queue.log, $OUT/logs.tgz (the CLI logs and run_state / metrics of every row).
+# Results: $OUT/multi.jsonl (one line per row), $OUT/queue.log, $OUT/logs.tgz (the CLI logs and run_state /
+# metrics of every row).
 set -uo pipefail
 started=$SECONDS
 source bench/gpu_setup.sh
