@@ -401,6 +401,7 @@ def merge_layers(layers: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
 
 def derived_defaults(values: dict[str, Any]) -> dict[str, Any]:
     """Settings that follow from others or from this machine, for keys no layer gave."""
+    from memory import configured_generation_batch
     from models import cuda_available, resolve_backend
     from run_utils import decide_trackers
 
@@ -418,7 +419,8 @@ def derived_defaults(values: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in derived.items() if k not in values}
     if merged.get("generation_batch_size") is None and merged.get("steps_per_generation") is None:
         derived["generation_batch_size"] = _generation_batch(merged)
-    generation_batch = (values.get("generation_batch_size") or derived.get("generation_batch_size", 0)) // world_size()
+    chosen = {**dict.fromkeys(GENERATION_BATCH_KEYS), **merged, **derived}
+    generation_batch = configured_generation_batch(types.SimpleNamespace(**chosen), world_size())  # per process
     if resolve_backend(merged["backend"]) == "transformers" and not (merged["load_in_4bit"] and generation_batch > 16):
         # Measured on an H100 (docs/benchmarks.md): a static KV cache gives 1.32x rollout tokens/s at the same
         # memory, except with bitsandbytes 4-bit weights and large generation batches, where dynamic is faster.

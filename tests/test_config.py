@@ -261,6 +261,9 @@ def on_a_gpu(monkeypatch):
         ({"load_in_4bit": False}, 64, "static"),  # bf16 weights: static cache
         ({"generation_batch_size": 16}, 16, "static"),  # given by the user, kept
         ({"backend": "unsloth"}, 64, None),  # Unsloth has its own cache
+        # steps_per_generation 4 x batch 16 = 64 completions at once: as large as above, so dynamic too
+        ({"steps_per_generation": 4, "per_device_train_batch_size": 16}, 64, None),
+        ({"steps_per_generation": 1, "per_device_train_batch_size": 16}, 16, "static"),
     ],
 )
 def test_generation_batch_and_cache_chosen_on_a_gpu(on_a_gpu, flags, generation_batch, cache):
