@@ -66,5 +66,7 @@ def test_a_receiving_process_holds_shapes_only(monkeypatch, tiny_model_dir):
     monkeypatch.setenv("RANK", "0")
     main = models.load_model(config).model
     assert {p.device.type for p in receiving.parameters()} == {"meta"}
-    assert {n: p.shape for n, p in receiving.named_parameters()} == {n: p.shape for n, p in main.named_parameters()}
+    # accelerate broadcasts the main process's state dict entry by entry into these: same keys, shapes, dtypes
+    shapes = {name: (t.shape, t.dtype) for name, t in main.state_dict().items()}
+    assert {name: (t.shape, t.dtype) for name, t in receiving.state_dict().items()} == shapes
     assert receiving.generation_config.eos_token_id == main.generation_config.eos_token_id
