@@ -347,6 +347,7 @@ def summarize(args, point: Point, batch: int, reason: str, trainer, probe: Probe
             "batch": args.batch,
             "completion_length": args.completion_length,
             "lora_rank": args.lora_rank,
+            "prompt_padding": args.prompt_padding,
             "timed_steps": len(timed),
             "timed_rounds": len(rounds),
             **args.trl_extra,

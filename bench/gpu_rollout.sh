@@ -2,10 +2,10 @@
 # One device call for issue 15 (rollout throughput) on the Llama-3.1-8B shape: every row of
 # docs/benchmarks.md's rollout table, spread over the machine's GPUs by bench/gpu_queue.py (one row per GPU
 # at a time, highest priority first, rows that no longer fit the budget skipped).
-#   bash bench/gpu_rollout.sh [BUDGET_S] [sweep|levers]  (on the GPU host, with .whl and .device/tokenizer)
+#   bash bench/gpu_rollout.sh [BUDGET_S] [sweep|levers|compile]  (on the GPU host, with .whl and .device/tokenizer)
 # sweep: baselines, our backends at the automatic generation batch, the Unsloth sweep (first device call);
 # levers: steady state of Unsloth at 128, Unsloth bf16, compiled static-cache decoding, bnb with the dynamic
-# cache (second device call).
+# cache (second device call); compile: compiled decoding over 4 rounds of varying prompt lengths.
 # Results: $OUT/rollout.jsonl (one line per point), $OUT/queue.log, $OUT/logs.tgz (one log per row).
 set -uo pipefail
 started=$SECONDS
@@ -15,7 +15,15 @@ model=/tmp/llama-3.1-8b
 [ -f $model/config.json ] || python3 bench/make_random_model.py --shape llama-3.1-8b --tokenizer .device/tokenizer --out $model 2>&1 | tail -1
 bench="python3 bench/bench_gpu.py --model-dir $model --out $OUT/rollout.jsonl --steps 6"
 tab=$'\t'
-if [ "${2:-sweep}" = levers ]; then
+if [ "${2:-sweep}" = compile ]; then
+# Whether compiled static-cache decoding keeps its lead over several rounds whose prompt lengths vary
+# (--prompt-padding: 0..30 filler sentences per prompt), against the same rows uncompiled and Unsloth.
+cat > /tmp/jobs.tsv <<JOBS
+compile_varying${tab}330${tab}$bench --row transformers_bf16 --label transformers_bf16_compile_varying --points 128:compile --steps 32 --prompt-padding 30
+bf16_varying${tab}250${tab}$bench --row transformers_bf16 --label transformers_bf16_varying --points 128 --steps 32 --prompt-padding 30
+unsloth_varying${tab}250${tab}$bench --row unsloth --label unsloth_varying --points 128 --steps 32 --prompt-padding 30
+JOBS
+elif [ "${2:-sweep}" = levers ]; then
 cat > /tmp/jobs.tsv <<JOBS
 unsloth_steady${tab}300${tab}$bench --row unsloth --label unsloth_steady --points 128 --steps 24
 unsloth_bf16${tab}230${tab}$bench --row unsloth_bf16 --points 128 --steps 16
