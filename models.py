@@ -300,11 +300,12 @@ def receives_weights_from_main(config: GRPOConfig) -> bool:
 
 
 def _empty_model(resolved: str, dtype):
-    """The model of ``resolved`` on the meta device (shapes, no memory), with its generation settings."""
-    import torch
+    """The model of ``resolved`` with its weights on the meta device (shapes, no memory) and its buffers real:
+    accelerate copies the non-persistent ones (rotary frequencies, computed rather than loaded) to the GPU."""
+    from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    with torch.device("meta"):
+    with init_empty_weights(include_buffers=False):
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolved), dtype=dtype)
     # without a generation_config.json, from_pretrained keeps the one built from the config too
     with contextlib.suppress(OSError):

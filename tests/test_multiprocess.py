@@ -47,3 +47,22 @@ def test_two_processes_train_save_and_resume(tiny_model_dir, tmp_path):
     evaluation = run_train_grpo([*args, "--eval-only"], tmp_path, {**os.environ, "PYTHONPATH": str(ROOT / "tests")})
     assert evaluation.returncode == 0, evaluation.stderr[-3000:]
     assert "loaded adapter weights" in (out / "grpo_training.log").read_text()
+
+
+@pytest.mark.slow  # two processes: about 15 s
+def test_fsdp2_processes_other_than_the_main_one_receive_its_weights(tiny_model_dir, tmp_path):
+    """Under FSDP2's cpu-ram-efficient loading only the main process reads the weights; the other one holds
+    shapes (no memory: a 70B model's zero copies once exhausted a 512 GiB host) and, once accelerate has
+    sharded the model, the same weights and the same outputs."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, *TORCHRUN, str(ROOT / "tests" / "fsdp2_load_check.py"), str(tiny_model_dir)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([*command, str(tmp_path)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    main, other = (json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1))
+    assert main["loaded"]["devices"] == ["cpu"] and other["loaded"]["devices"] == ["meta"]
+    assert main["sharded"] == other["sharded"]
+    assert all(main["sharded"][name] == pytest.approx(value) for name, value in main["loaded"]["sums"].items())
+    assert main["logits_sum"] == pytest.approx(other["logits_sum"])

@@ -1,0 +1,59 @@
+"""Run under torchrun (2 CPU processes, gloo) by tests/test_multiprocess.py: load the model as an FSDP2 launch
+with ``fsdp_cpu_ram_efficient_loading`` does (only the main process reads the weights), shard it with
+accelerate's own ``fsdp2_prepare_model``, and write what each process then holds to ``OUT/rank<N>.json``.
+
+accelerate starts FSDP only on GPUs, so its ``Accelerator`` is stood in for by the few attributes that
+``fsdp2_prepare_model`` reads; the sharding, the broadcast of the main process's weights and the buffers are
+accelerate's and torch's code.
+
+    torchrun --nproc_per_node 2 tests/fsdp2_load_check.py MODEL_DIR OUT
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import types
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.update({"ACCELERATE_USE_FSDP": "true", "FSDP_CPU_RAM_EFFICIENT_LOADING": "true"})
+
+
+def main(model_dir: str, out: Path) -> None:
+    import torch
+    import torch.distributed as dist
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+
+    import models
+    from config import GRPOConfig
+
+    config = GRPOConfig(model_name=model_dir, load_in_4bit=False, lora_rank=4, output_dir=str(out / "run"))
+    rank = dist.get_rank()
+    model = models.load_model(config).model
+    loaded = {"devices": sorted({p.device.type for p in model.parameters()})}
+    if rank == 0:
+        loaded["sums"] = {name: float(p.float().sum()) for name, p in model.named_parameters()}
+    plugin = FullyShardedDataParallelPlugin(
+        fsdp_version=2, cpu_ram_efficient_loading=True, auto_wrap_policy="transformer_based_wrap"
+    )
+    accelerator = types.SimpleNamespace(
+        state=types.SimpleNamespace(fsdp_plugin=plugin),
+        torch_device_mesh=None,
+        parallelism_config=None,
+        device=torch.device("cpu"),
+        mixed_precision="no",
+        is_main_process=rank == 0,
+    )
+    model = fsdp2_prepare_model(accelerator, model)
+    sharded = {name: float(p.full_tensor().float().sum()) for name, p in model.named_parameters()}
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([[1, 2, 3, 4, 5]])).logits
+    result = {"loaded": loaded, "sharded": sharded, "logits_sum": float(logits.float().sum())}
+    (out / f"rank{rank}.json").write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], Path(sys.argv[2]))
