@@ -30,10 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class MemoryWatch:
-    """The most memory nvidia-smi reports on each visible GPU while the row runs (sampled every 0.5 s)."""
+    """The most memory nvidia-smi reports on each visible GPU while the row runs, and the most host memory in
+    use above what was in use at the start (sampled every 0.5 s)."""
 
     def __init__(self):
+        import psutil
+
         self.peak: dict[str, int] = {}
+        self.host_start = self.host_peak = psutil.virtual_memory().used
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -42,7 +46,12 @@ class MemoryWatch:
         query = ["nvidia-smi", "--query-gpu=index,memory.used", "--format=csv,noheader,nounits"]
         if visible:
             query += ["-i", visible]
-        while shutil.which("nvidia-smi") and not self.stopped.wait(0.5):
+        import psutil
+
+        while not self.stopped.wait(0.5):
+            self.host_peak = max(self.host_peak, psutil.virtual_memory().used)
+            if not shutil.which("nvidia-smi"):
+                continue
             lines = subprocess.run(query, capture_output=True, text=True, check=False).stdout.splitlines()
             for line in lines:
                 index, used = (part.strip() for part in line.split(","))
@@ -148,6 +157,7 @@ def main() -> None:
             extra = [*extra, "--resume-from-checkpoint", "latest"]
         row["exit"], row["wall_s"] = run(args, extra, log, env)
     row["peak_mib_per_gpu"] = memory.peak
+    row["host_mib_max_above_start"] = (memory.host_peak - memory.host_start) // 2**20
     metrics_file = args.run_dir / "metrics.jsonl"
     metrics = [json.loads(line) for line in metrics_file.read_text().splitlines()] if metrics_file.is_file() else []
     metrics = [entry for entry in metrics if "step_time" in entry]
