@@ -18,7 +18,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
-from checkpoints import install_atomic_checkpoints, read_trainer_state
+from checkpoints import gather_adapter_only, install_atomic_checkpoints, read_trainer_state
 from rewards import cancel_pending_rewards
 from run_utils import FILE_ONLY, RunDirError
 
@@ -40,6 +40,7 @@ SUMMARY_METRICS = {
 def prepare_trainer(trainer, config) -> None:
     """Fit a built ``trl.GRPOTrainer`` to this package's terminal and checkpoint rules (before ``train``)."""
     install_atomic_checkpoints(trainer)
+    gather_adapter_only(trainer)
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(QuietProgress())
     trainer.add_callback(CompletionsEveryN(config.log_completions_steps))

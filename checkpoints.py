@@ -174,6 +174,22 @@ def install_atomic_checkpoints(trainer) -> None:
     trainer._save_checkpoint = atomic_save
 
 
+def gather_adapter_only(trainer) -> None:
+    """FSDP2 with LoRA: save the adapter without gathering the frozen model.
+
+    Under FSDP with full state dicts, transformers' ``save_model`` takes ``accelerator.get_state_dict(model)``,
+    which gathers every weight of the model into the main process's memory (141 GB for a 70B model, at every
+    checkpoint) before PEFT keeps the adapter's few. Here only the trainable parameters are gathered, as
+    accelerate's own ``save_fsdp_model(adapter_only=True)`` already does for the checkpoint's model state."""
+    accelerator = trainer.accelerator
+    if not getattr(accelerator, "is_fsdp2", False):
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+    accelerator.get_state_dict = lambda model, unwrap=True: get_model_state_dict(model, options=options)
+
+
 def publish(staged: Path, run_dir: Path) -> Path:
     """Rename a fully written checkpoint folder into ``run_dir``, replacing one of the same step."""
     final = run_dir / staged.name

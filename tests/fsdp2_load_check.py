@@ -1,6 +1,7 @@
 """Run under torchrun (2 CPU processes, gloo) by tests/test_multiprocess.py: load the model as an FSDP2 launch
 with ``fsdp_cpu_ram_efficient_loading`` does (only the main process reads the weights), shard it with
-accelerate's own ``fsdp2_prepare_model``, and write what each process then holds to ``OUT/rank<N>.json``.
+accelerate's own ``fsdp2_prepare_model``, gather what a save gathers (``checkpoints.gather_adapter_only``), and
+write what each process then holds to ``OUT/rank<N>.json``.
 
 accelerate starts FSDP only on GPUs, so its ``Accelerator`` is stood in for by the few attributes that
 ``fsdp2_prepare_model`` reads; the sharding, the broadcast of the main process's weights and the buffers are
@@ -26,8 +27,10 @@ def main(model_dir: str, out: Path) -> None:
     import torch.distributed as dist
     from accelerate.utils import FullyShardedDataParallelPlugin
     from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+    from peft import get_peft_model_state_dict
 
     import models
+    from checkpoints import gather_adapter_only
     from config import GRPOConfig
 
     config = GRPOConfig(model_name=model_dir, load_in_4bit=False, lora_rank=4, output_dir=str(out / "run"))
@@ -36,6 +39,7 @@ def main(model_dir: str, out: Path) -> None:
     loaded = {"devices": sorted({p.device.type for p in model.parameters()})}
     if rank == 0:
         loaded["sums"] = {name: float(p.float().sum()) for name, p in model.named_parameters()}
+        loaded["adapter"] = {name: float(t.float().sum()) for name, t in get_peft_model_state_dict(model).items()}
     plugin = FullyShardedDataParallelPlugin(
         fsdp_version=2, cpu_ram_efficient_loading=True, auto_wrap_policy="transformer_based_wrap"
     )
@@ -51,7 +55,18 @@ def main(model_dir: str, out: Path) -> None:
     sharded = {name: float(p.full_tensor().float().sum()) for name, p in model.named_parameters()}
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([[1, 2, 3, 4, 5]])).logits
-    result = {"loaded": loaded, "sharded": sharded, "logits_sum": float(logits.float().sum())}
+    # what transformers' save_model gathers under FSDP (accelerator.get_state_dict), as checkpoints.py sets it
+    trainer = types.SimpleNamespace(accelerator=types.SimpleNamespace(is_fsdp2=True))
+    gather_adapter_only(trainer)
+    gathered = trainer.accelerator.get_state_dict(model)
+    adapter = get_peft_model_state_dict(model, state_dict=gathered) if gathered else {}
+    result = {
+        "loaded": loaded,
+        "sharded": sharded,
+        "logits_sum": float(logits.float().sum()),
+        "gathered_keys": sorted(gathered),
+        "adapter": {name: float(t.float().sum()) for name, t in adapter.items()},
+    }
     (out / f"rank{rank}.json").write_text(json.dumps(result))
 
 
