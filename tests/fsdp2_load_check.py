@@ -53,8 +53,18 @@ def main(model_dir: str, out: Path) -> None:
     )
     model = fsdp2_prepare_model(accelerator, model)
     sharded = {name: float(p.full_tensor().float().sum()) for name, p in model.named_parameters()}
+    prompt = torch.tensor([[1, 2, 3, 4, 5]])
     with torch.no_grad():
-        logits = model(input_ids=torch.tensor([[1, 2, 3, 4, 5]])).logits
+        logits = model(input_ids=prompt).logits
+        # as GRPO's rollout does: every process decodes with the sharded model, gathering one layer at a time,
+        # and their completions end at different steps (here: 2 new tokens on the main process, 6 on the other).
+        # The process done first must keep stepping (transformers' synced_gpus, on for modules that torch's
+        # fully_shard marks as managed), or its next collectives would pair with the other's decode steps.
+        length = 2 if rank == 0 else 6
+        steps = []
+        hook = model.get_base_model().register_forward_pre_hook(lambda module, args: steps.append(1))
+        generated = model.generate(input_ids=prompt, max_new_tokens=length, min_new_tokens=length, do_sample=False)
+        hook.remove()
     # what transformers' save_model gathers under FSDP (accelerator.get_state_dict), as checkpoints.py sets it
     trainer = types.SimpleNamespace(accelerator=types.SimpleNamespace(is_fsdp2=True))
     gather_adapter_only(trainer)
@@ -64,6 +74,8 @@ def main(model_dir: str, out: Path) -> None:
         "loaded": loaded,
         "sharded": sharded,
         "logits_sum": float(logits.float().sum()),
+        "generated": generated[0, prompt.shape[1] :].tolist(),
+        "decode_steps": len(steps),
         "gathered_keys": sorted(gathered),
         "adapter": {name: float(t.float().sum()) for name, t in adapter.items()},
     }

@@ -66,6 +66,10 @@ def test_fsdp2_processes_other_than_the_main_one_receive_its_weights(tiny_model_
     assert main["sharded"] == other["sharded"]
     assert all(main["sharded"][name] == pytest.approx(value) for name, value in main["loaded"]["sums"].items())
     assert main["logits_sum"] == pytest.approx(other["logits_sum"])
+    # each process decodes its own length with the same (gathered) weights: the same greedy tokens
+    assert len(main["generated"]) == 2 and len(other["generated"]) == 6
+    assert main["generated"] == other["generated"][:2]
+    assert main["decode_steps"] == other["decode_steps"] == 6, "the process done first keeps gathering for the other"
     # a save gathers the trainable (LoRA) weights only, into the main process, and they are the adapter
     frozen = [key for key in main["gathered_keys"] if ".lora_" not in key]
     assert main["gathered_keys"] and frozen == ["base_model.model.lm_head.weight"], frozen  # tied: torch keeps it
