@@ -112,38 +112,30 @@ def build(shape: str, tokenizer_dir: Path, out: Path) -> Path:
     return out
 
 
-def write_random_weights(shapes: dict, out: Path, std: float, shard_bytes: int = 5 * 2**30) -> int:
+def write_random_weights(shapes: dict, out: Path, std: float, shard_size: str = "5GB") -> int:
     """Safetensors shards of random bf16 weights for ``shapes`` (name -> meta tensor), one shard in memory at a
-    time: normal(0, std) as transformers initialises linear and embedding weights, ones for the norms."""
+    time, split and indexed as ``save_pretrained`` does: normal(0, std) as transformers initialises linear and
+    embedding weights, ones for the norms."""
     import json
 
     import torch
+    from huggingface_hub import split_torch_state_dict_into_shards
     from safetensors.torch import save_file
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    plan, size = [[]], 0
-    for name, meta in shapes.items():
-        if size >= shard_bytes:
-            plan.append([])
-            size = 0
-        plan[-1].append(name)
-        size += meta.numel() * 2
-    weight_map = {}
-    for index, names in enumerate(plan, 1):
-        filename = f"model-{index:05d}-of-{len(plan):05d}.safetensors"
+    split = split_torch_state_dict_into_shards(shapes, max_shard_size=shard_size)
+    for filename, names in split.filename_to_tensors.items():
         shard = {}
         for name in names:
-            meta = shapes[name]
-            tensor = torch.ones(meta.shape, dtype=torch.bfloat16, device=device)
-            if meta.dim() > 1:
+            tensor = torch.ones(shapes[name].shape, dtype=torch.bfloat16, device=device)
+            if tensor.dim() > 1:
                 tensor.normal_(0, std)
             shard[name] = tensor.cpu()
         save_file(shard, str(out / filename), metadata={"format": "pt"})
-        weight_map.update(dict.fromkeys(names, filename))
-    total = sum(meta.numel() * 2 for meta in shapes.values())
-    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-    return total // 2
+    if split.is_sharded:
+        index = {"metadata": split.metadata, "weight_map": split.tensor_to_filename}
+        (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    return sum(meta.numel() for meta in shapes.values())
 
 
 def main() -> None:
