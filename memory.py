@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
 
 from config import GRPOConfig
@@ -141,8 +142,6 @@ def choose_generation_batch(
 
 def sharding(world_size: int) -> int:
     """Processes the weights are split over: all of them under FSDP or ZeRO-3, none under DDP or ZeRO-2."""
-    import os
-
     from models import fsdp_enabled
 
     zero3 = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"  # set by accelerate launch

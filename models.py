@@ -294,9 +294,11 @@ def receives_weights_from_main(config: GRPOConfig) -> bool:
     process's weights while sharding, so the other processes need only the model's shapes.  transformers
     5.17 would still fill a zero copy of every weight in their CPU memory: a 70B model on 4 GPUs asked for
     3 x 141 GB and the kernel killed a rank (4 x H200, 512 GiB)."""
+    from run_utils import is_main_process
+
     ram_efficient = os.environ.get("FSDP_CPU_RAM_EFFICIENT_LOADING", "false").lower() in ("1", "true")
-    not_main = int(os.environ.get("RANK", "0")) != 0
-    return fsdp_enabled() and ram_efficient and not_main and not config.load_in_4bit  # 4-bit: accelerate loads all
+    # 4-bit: accelerate shards from every process's own copy
+    return fsdp_enabled() and ram_efficient and not is_main_process() and not config.load_in_4bit
 
 
 def _empty_model(resolved: str, dtype):
