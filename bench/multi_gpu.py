@@ -26,6 +26,8 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -34,8 +36,6 @@ class MemoryWatch:
     use above what was in use at the start (sampled every 0.5 s)."""
 
     def __init__(self):
-        import psutil
-
         self.peak: dict[str, int] = {}
         self.host_start = self.host_peak = psutil.virtual_memory().used
         self.stopped = threading.Event()
@@ -46,8 +46,6 @@ class MemoryWatch:
         query = ["nvidia-smi", "--query-gpu=index,memory.used", "--format=csv,noheader,nounits"]
         if visible:
             query += ["-i", visible]
-        import psutil
-
         while not self.stopped.wait(0.5):
             self.host_peak = max(self.host_peak, psutil.virtual_memory().used)
             if not shutil.which("nvidia-smi"):
