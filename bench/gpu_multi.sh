@@ -2,7 +2,9 @@
 # Device calls for issue 16 (several GPUs): rows of docs/benchmarks.md's several-GPU table, run through the
 # real CLI by bench/multi_gpu.py and spread over the machine's GPUs by bench/gpu_queue.py.
 #   bash bench/gpu_multi.sh scaling [BUDGET_S]   1, 2 and 4 GPUs, Unsloth and transformers (DDP)
-#   bash bench/gpu_multi.sh sharded [BUDGET_S]   FSDP2 (small shape, Llama-3.1-70B shape), resume on 2 GPUs, ZeRO-3
+#   bash bench/gpu_multi.sh sharded [BUDGET_S]   FSDP2 (small shape, Llama-3.1-70B shape), then the rounds rows
+#   bash bench/gpu_multi.sh rounds [BUDGET_S]    1, 2, 4 GPUs again over 6 timed rounds (after the KV-cache fix)
+#   bash bench/gpu_multi.sh resume [BUDGET_S]    resume on 2 GPUs (Unsloth DDP), ZeRO-3 on 2 GPUs
 # (on a 4-GPU host, with .whl, .whl-ds (bench/make_deepspeed_wheels.sh) and .device/tokenizer carried).
 # Results: $OUT/multi.jsonl (one line per row), $OUT/queue.log, $OUT/logs.tgz (the CLI logs and run_state /
 # metrics of every row).
@@ -19,7 +21,16 @@ echo '{"steps_per_generation": 4, "save_steps": 1000, "log_completions": false, 
 flags="--dataset arithmetic --no-wandb --batch-size 16 --num-generations 8 --gradient-accumulation-steps 1 --max-completion-length 128 --lora-rank 16 --config /tmp/scale.json"
 row="python3 bench/multi_gpu.py --model $qwen --out $OUT/multi.jsonl"
 tab=$'\t'
-if [ "$stage" = scaling ]; then
+# More timed rounds (28 steps = 7 rounds, 6 timed) for the ratios, with the KV-cache rule reading
+# steps_per_generation (the scaling rows ran with the static cache).
+rounds="t1k${tab}150${tab}$row --name t1k --gpus 1 -- --backend transformers --max-steps 28 $flags
+t2k@2${tab}160${tab}$row --name t2k --gpus 2 --launch ddp --port 29511 -- --backend transformers --max-steps 28 $flags
+u1k${tab}190${tab}$row --name u1k --gpus 1 -- --backend unsloth --max-steps 28 $flags
+t4k@4${tab}150${tab}$row --name t4k --gpus 4 --launch ddp --port 29512 -- --backend transformers --max-steps 28 $flags
+u2k@2${tab}200${tab}$row --name u2k --gpus 2 --launch ddp --port 29513 -- --backend unsloth --max-steps 28 $flags"
+if [ "$stage" = rounds ]; then
+echo "$rounds" > /tmp/jobs.tsv
+elif [ "$stage" = scaling ]; then
 cat > /tmp/jobs.tsv <<JOBS
 u1${tab}130${tab}$row --name u1 --gpus 1 -- --backend unsloth --max-steps 12 $flags
 t1${tab}130${tab}$row --name t1 --gpus 1 -- --backend transformers --max-steps 12 $flags
@@ -28,21 +39,26 @@ t2@2${tab}130${tab}$row --name t2 --gpus 2 --launch ddp --port 29502 -- --backen
 u4@4${tab}130${tab}$row --name u4 --gpus 4 --launch ddp --port 29503 -- --backend unsloth --max-steps 12 $flags
 t4@4${tab}130${tab}$row --name t4 --gpus 4 --launch ddp --port 29504 -- --backend transformers --max-steps 12 $flags
 JOBS
-else
-python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl-ds/*.whl || exit 1
-python3 -c "import deepspeed; print('deepspeed', deepspeed.__version__)" 2>&1 | tail -1 | tee -a "$OUT/gpu.txt"
+elif [ "$stage" = sharded ]; then
 shm=$(df --output=avail -B1G /dev/shm | tail -1)
 big=/tmp/llama70b; [ "${shm:-0}" -gt 160 ] && big=/dev/shm/llama70b
 # The 70B shape is written while the small FSDP2 row runs (one tensor at a time through GPU 3's random generator).
 (CUDA_VISIBLE_DEVICES=3 python3 bench/make_random_model.py --shape llama-3.1-70b --tokenizer .device/tokenizer --out $big > /tmp/make70b.log 2>&1; echo "exit $?" >> /tmp/make70b.log) &
-echo '{"steps_per_generation": 4, "save_steps": 4, "log_completions": false, "eval_samples": 0}' > /tmp/resume.json
 echo '{"load_in_4bit": false, "steps_per_generation": 4, "save_steps": 1000, "log_completions": false, "eval_samples": 0}' > /tmp/bf16.json
-echo '{"load_in_4bit": false, "max_seq_length": 256, "generation_batch_size": 16, "save_steps": 1000, "log_completions": false, "eval_samples": 0, "ds3_gather_for_generation": false}' > /tmp/big.json
+echo '{"load_in_4bit": false, "max_seq_length": 256, "generation_batch_size": 16, "save_steps": 1000, "log_completions": false, "eval_samples": 0}' > /tmp/big.json
 big_flags="--dataset arithmetic --no-wandb --batch-size 4 --num-generations 4 --gradient-accumulation-steps 1 --max-completion-length 32 --lora-rank 8 --max-steps 2 --config /tmp/big.json"
-# Order (next device call): the FSDP2 rows first (not measured yet), then the rows already in docs/benchmarks.md.
+# The FSDP2 rows first (not measured yet), then the rounds rows if the 70B row ends early.
 cat > /tmp/jobs.tsv <<JOBS
 f4@4${tab}150${tab}$row --name f4 --gpus 4 --launch fsdp2 --port 29508 -- --backend transformers --max-steps 12 ${flags/\/tmp\/scale.json//tmp/bf16.json}
-big4@4${tab}330${tab}while ! grep -q "^exit" /tmp/make70b.log; do sleep 5; done; cat /tmp/make70b.log; python3 bench/multi_gpu.py --model $big --out $OUT/multi.jsonl --name fsdp2_70b --gpus 4 --launch fsdp2 --port 29507 --completions-per-gpu-step 4 --steps-per-round 1 --completion-length 32 -- --backend transformers $big_flags
+big4@4${tab}280${tab}while ! grep -q "^exit" /tmp/make70b.log; do sleep 5; done; cat /tmp/make70b.log; python3 bench/multi_gpu.py --model $big --out $OUT/multi.jsonl --name fsdp2_70b --gpus 4 --launch fsdp2 --port 29507 --completions-per-gpu-step 4 --steps-per-round 1 --completion-length 32 -- --backend transformers $big_flags
+JOBS
+echo "$rounds" >> /tmp/jobs.tsv
+else
+python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl-ds/*.whl || exit 1
+python3 -c "import deepspeed; print('deepspeed', deepspeed.__version__)" 2>&1 | tail -1 | tee -a "$OUT/gpu.txt"
+echo '{"steps_per_generation": 4, "save_steps": 4, "log_completions": false, "eval_samples": 0}' > /tmp/resume.json
+echo '{"load_in_4bit": false, "steps_per_generation": 4, "save_steps": 1000, "log_completions": false, "eval_samples": 0}' > /tmp/bf16.json
+cat > /tmp/jobs.tsv <<JOBS
 r2@2${tab}200${tab}$row --name r2 --gpus 2 --launch ddp --port 29505 --interrupt-at 8 -- --backend unsloth --max-steps 16 ${flags/\/tmp\/scale.json//tmp/resume.json} --reward-function recorder.record_reward
 z2@2${tab}200${tab}$row --name z2 --gpus 2 --launch zero3 --port 29506 -- --backend transformers --max-steps 12 ${flags/\/tmp\/scale.json//tmp/bf16.json}
 JOBS

@@ -17,11 +17,13 @@ bench="python3 bench/bench_gpu.py --model-dir $model --out $OUT/rollout.jsonl --
 tab=$'\t'
 if [ "${2:-sweep}" = compile ]; then
 # Whether compiled static-cache decoding keeps its lead over several rounds whose prompt lengths vary
-# (--prompt-padding: 0..30 filler sentences per prompt), against the same rows uncompiled and Unsloth.
+# (--prompt-padding: 0..30 filler sentences per prompt), against the same rows uncompiled and Unsloth; and
+# whether compilation works on bitsandbytes 4-bit weights (same prompts as the earlier rows).
 cat > /tmp/jobs.tsv <<JOBS
 compile_varying${tab}330${tab}$bench --row transformers_bf16 --label transformers_bf16_compile_varying --points 128:compile --steps 32 --prompt-padding 30
 bf16_varying${tab}250${tab}$bench --row transformers_bf16 --label transformers_bf16_varying --points 128 --steps 32 --prompt-padding 30
 unsloth_varying${tab}250${tab}$bench --row unsloth --label unsloth_varying --points 128 --steps 32 --prompt-padding 30
+transformers_4bit_compile${tab}250${tab}$bench --row transformers_4bit --label transformers_4bit_compile --points 128:compile --steps 16
 JOBS
 elif [ "${2:-sweep}" = levers ]; then
 cat > /tmp/jobs.tsv <<JOBS
