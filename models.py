@@ -302,13 +302,18 @@ def receives_weights_from_main(config: GRPOConfig) -> bool:
 
 
 def _empty_model(resolved: str, dtype):
-    """The model of ``resolved`` with its weights on the meta device (shapes, no memory) and its buffers real:
-    accelerate copies the non-persistent ones (rotary frequencies, computed rather than loaded) to the GPU."""
+    """The model of ``resolved`` with its weights on the meta device (shapes, no memory), tied as from_pretrained
+    ties them, and its buffers real: accelerate copies the non-persistent ones (rotary frequencies, computed
+    rather than loaded) to the GPU."""
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
     with init_empty_weights(include_buffers=False):
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolved), dtype=dtype)
+    # from_config under init_empty_weights leaves an LM head tied to the embeddings (Qwen2.5 <= 3B, Llama-3.2)
+    # as a parameter of its own: accelerate's FSDP2 wrapping then misses it ("Parameters missing after FSDP2
+    # wrapping: lm_head.weight", 4 x H200) because the main process holds one tied parameter.
+    model.tie_weights()
     # without a generation_config.json, from_pretrained keeps the one built from the config too
     with contextlib.suppress(OSError):
         model.generation_config = GenerationConfig.from_pretrained(resolved)

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import dataclasses
 import json
 import logging
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -460,6 +462,9 @@ def cli(argv: list[str] | None = None) -> int:
     from run_utils import decide_run_dir, environment_problem, report_crash, restore_stdout, setup_logging
 
     setup_logging(None)  # errors before the run directory exists still reach ./grpo_training.log
+    # A run that seems stuck (a collective waiting on another process, a slow save): `kill -USR1 PID` prints
+    # where each of its threads is to stderr and the run goes on.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         config = config_from_args(args)
         plan = decide_run_dir(

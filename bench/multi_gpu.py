@@ -16,9 +16,11 @@ ended.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -76,11 +78,36 @@ def command(args, extra: list[str]) -> list[str]:
     ]  # fmt: skip
 
 
-def run(args, extra: list[str], log: Path, env: dict) -> tuple[int, float]:
+def training_processes(pid: int) -> list[psutil.Process]:
+    """The train_grpo.py processes under ``pid`` (itself included), not the launcher that names the script."""
+    found = []
+    for process in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            parts = process.cmdline()
+            if any(part.endswith("train_grpo.py") for part in parts) and "accelerate.commands.launch" not in parts:
+                found.append(process)
+    return found
+
+
+def run(args, extra: list[str], log: Path, env: dict) -> tuple[int | str, float]:
+    """The launch's exit code, or ``"time limit"`` where it outlived ``--time-limit``: then every process of
+    train_grpo.py first prints its threads' stacks into the log (SIGUSR1, faulthandler) and the launch is
+    stopped, so the row still reports its memory and steps and says where the processes were."""
     begun = time.monotonic()
     with log.open("a") as handle:
-        code = subprocess.run(command(args, extra), stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
-    return code, time.monotonic() - begun
+        launch = subprocess.Popen(command(args, extra), stdout=handle, stderr=subprocess.STDOUT, env=env)
+        try:
+            return launch.wait(timeout=args.time_limit), time.monotonic() - begun
+        except subprocess.TimeoutExpired:
+            trainers = training_processes(launch.pid)
+            for process in trainers:
+                process.send_signal(signal.SIGUSR1)
+            time.sleep(10)
+            for process in [psutil.Process(launch.pid), *trainers]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
+            launch.wait()
+            return "time limit", time.monotonic() - begun
 
 
 def throughput(metrics: list[dict], completions_per_step: int, steps_per_round: int, length: int) -> dict:
@@ -136,6 +163,9 @@ def main() -> None:
         "--interrupt-at",
         type=int,
         help="SIGTERM one rank in this step + 1, then resume (a step that generates: a multiple of --steps-per-round)",
+    )
+    parser.add_argument(
+        "--time-limit", type=float, help="seconds; then print every process's stacks, stop it, report the row"
     )
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="-- then train_grpo.py's flags")
     args = parser.parse_args()

@@ -36,12 +36,20 @@ def main(model_dir: str, out: Path) -> None:
     config = GRPOConfig(model_name=model_dir, load_in_4bit=False, lora_rank=4, output_dir=str(out / "run"))
     rank = dist.get_rank()
     model = models.load_model(config).model
-    loaded = {"devices": sorted({p.device.type for p in model.parameters()})}
+    loaded = {
+        "devices": sorted({p.device.type for p in model.parameters()}),
+        # accelerate maps the optimizer's parameters by name across the wrapping: every process must hold the
+        # same parameters under the same names (a tied LM head included)
+        "names": [name for name, _ in model.named_parameters()],
+    }
     if rank == 0:
         loaded["sums"] = {name: float(p.float().sum()) for name, p in model.named_parameters()}
         loaded["adapter"] = {name: float(t.float().sum()) for name, t in get_peft_model_state_dict(model).items()}
     plugin = FullyShardedDataParallelPlugin(
-        fsdp_version=2, cpu_ram_efficient_loading=True, auto_wrap_policy="transformer_based_wrap"
+        fsdp_version=2,
+        cpu_ram_efficient_loading=True,
+        auto_wrap_policy="transformer_based_wrap",
+        state_dict_type="FULL_STATE_DICT",
     )
     accelerator = types.SimpleNamespace(
         state=types.SimpleNamespace(fsdp_plugin=plugin),
@@ -50,6 +58,8 @@ def main(model_dir: str, out: Path) -> None:
         device=torch.device("cpu"),
         mixed_precision="no",
         is_main_process=rank == 0,
+        process_index=rank,
+        num_processes=dist.get_world_size(),
     )
     model = fsdp2_prepare_model(accelerator, model)
     sharded = {name: float(p.full_tensor().float().sum()) for name, p in model.named_parameters()}
@@ -70,7 +80,9 @@ def main(model_dir: str, out: Path) -> None:
     gather_adapter_only(trainer)
     gathered = trainer.accelerator.get_state_dict(model)
     adapter = get_peft_model_state_dict(model, state_dict=gathered) if gathered else {}
+    trained = train_step_and_checkpoint(plugin, accelerator, model, prompt, out / f"checkpoint-{rank}")
     result = {
+        "checkpoint": trained,
         "loaded": loaded,
         "sharded": sharded,
         "logits_sum": float(logits.float().sum()),
@@ -80,6 +92,20 @@ def main(model_dir: str, out: Path) -> None:
         "adapter": {name: float(t.float().sum()) for name, t in adapter.items()},
     }
     (out / f"rank{rank}.json").write_text(json.dumps(result))
+
+
+def train_step_and_checkpoint(plugin, accelerator, model, prompt, folder: Path) -> list[str]:
+    """One optimizer step on the sharded model, then the FSDP parts of a Trainer checkpoint (accelerate's
+    ``save_fsdp_model`` with ``adapter_only`` and ``save_fsdp_optimizer``); returns the files written."""
+    import torch
+    from accelerate.utils.fsdp_utils import save_fsdp_model, save_fsdp_optimizer
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model(input_ids=prompt, labels=prompt).loss.backward()
+    optimizer.step()
+    save_fsdp_model(plugin, accelerator, model, str(folder), adapter_only=True)
+    save_fsdp_optimizer(plugin, accelerator, optimizer, model, str(folder))
+    return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
 
 
 if __name__ == "__main__":

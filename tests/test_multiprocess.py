@@ -63,6 +63,9 @@ def test_fsdp2_processes_other_than_the_main_one_receive_its_weights(tiny_model_
     assert done.returncode == 0, done.stderr[-3000:]
     main, other = (json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1))
     assert main["loaded"]["devices"] == ["cpu"] and other["loaded"]["devices"] == ["meta"]
+    # the same parameters under the same names: accelerate maps the optimizer's parameters by name, and an LM
+    # head left untied on the other process failed its FSDP2 wrapping (4 x H200)
+    assert main["loaded"]["names"] == other["loaded"]["names"]
     assert main["sharded"] == other["sharded"]
     assert all(main["sharded"][name] == pytest.approx(value) for name, value in main["loaded"]["sums"].items())
     assert main["logits_sum"] == pytest.approx(other["logits_sum"])
@@ -75,3 +78,5 @@ def test_fsdp2_processes_other_than_the_main_one_receive_its_weights(tiny_model_
     assert main["gathered_keys"] and frozen == ["base_model.model.lm_head.weight"], frozen  # tied: torch keeps it
     assert other["gathered_keys"] == []
     assert main["adapter"] == pytest.approx(main["loaded"]["adapter"])
+    # a Trainer checkpoint's FSDP parts after an optimizer step: written by the main process alone
+    assert main["checkpoint"] == ["optimizer.bin", "pytorch_model_fsdp.bin"] and other["checkpoint"] == []
