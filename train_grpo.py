@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import dataclasses
+import faulthandler
 import json
 import logging
 import shlex
