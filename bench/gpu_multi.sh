@@ -49,8 +49,8 @@ echo '{"load_in_4bit": false, "max_seq_length": 256, "generation_batch_size": 16
 big_flags="--dataset arithmetic --no-wandb --batch-size 4 --num-generations 4 --gradient-accumulation-steps 1 --max-completion-length 32 --lora-rank 8 --max-steps 2 --config /tmp/big.json"
 # The FSDP2 rows first (not measured yet), then the rounds rows if the 70B row ends early.
 cat > /tmp/jobs.tsv <<JOBS
-f4@4${tab}150${tab}$row --name f4 --gpus 4 --launch fsdp2 --port 29508 --time-limit 200 -- --backend transformers --max-steps 12 ${flags/\/tmp\/scale.json//tmp/bf16.json}
-big4@4${tab}280${tab}while ! grep -q "^exit" /tmp/make70b.log; do sleep 5; done; cat /tmp/make70b.log; python3 bench/multi_gpu.py --model $big --out $OUT/multi.jsonl --name fsdp2_70b --gpus 4 --launch fsdp2 --port 29507 --time-limit 240 --completions-per-gpu-step 4 --steps-per-round 1 --completion-length 32 -- --backend transformers $big_flags
+f4@4${tab}140${tab}$row --name f4 --gpus 4 --launch fsdp2 --port 29508 --time-limit 130 -- --backend transformers --max-steps 12 ${flags/\/tmp\/scale.json//tmp/bf16.json}
+big4@4${tab}170${tab}while ! grep -q "^exit" /tmp/make70b.log; do sleep 5; done; cat /tmp/make70b.log; python3 bench/multi_gpu.py --model $big --out $OUT/multi.jsonl --name fsdp2_70b --gpus 4 --launch fsdp2 --port 29507 --time-limit 170 --completions-per-gpu-step 4 --steps-per-round 1 --completion-length 32 -- --backend transformers $big_flags
 JOBS
 echo "$rounds" >> /tmp/jobs.tsv
 else

@@ -83,16 +83,19 @@ def training_processes(pid: int) -> list[psutil.Process]:
     found = []
     for process in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
         with contextlib.suppress(psutil.Error):
-            parts = process.cmdline()
-            if any(part.endswith("train_grpo.py") for part in parts) and "accelerate.commands.launch" not in parts:
+            # the script is the interpreter's first argument that is not a flag (`python -m torch.distributed.run
+            # ... train_grpo.py` is the launcher)
+            script = next((part for part in process.cmdline()[1:] if not part.startswith("-")), "")
+            if script.endswith("train_grpo.py"):
                 found.append(process)
     return found
 
 
 def run(args, extra: list[str], log: Path, env: dict) -> tuple[int | str, float]:
     """The launch's exit code, or ``"time limit"`` where it outlived ``--time-limit``: then every process of
-    train_grpo.py first prints its threads' stacks into the log (SIGUSR1, faulthandler) and the launch is
-    stopped, so the row still reports its memory and steps and says where the processes were."""
+    train_grpo.py has printed its threads' stacks into the log 15 s before (bench/stackdump) and is asked again
+    (SIGUSR1), and the launch is stopped, so the row still reports its memory and steps and says where the
+    processes were."""
     begun = time.monotonic()
     with log.open("a") as handle:
         launch = subprocess.Popen(command(args, extra), stdout=handle, stderr=subprocess.STDOUT, env=env)
@@ -174,6 +177,9 @@ def main() -> None:
     log = args.runs / f"{args.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{os.environ.get('PYTHONPATH', '')}"}
+    if args.time_limit:
+        env["PYTHONPATH"] = f"{ROOT / 'bench' / 'stackdump'}:{env['PYTHONPATH']}"
+        env["GRPO_DUMP_STACKS_AFTER"] = str(max(1.0, args.time_limit - 15))
     row: dict = {"name": args.name, "gpus": args.gpus, "launch": args.launch, "flags": " ".join(extra)}
     with MemoryWatch() as memory:
         if args.interrupt_at is not None:
