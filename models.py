@@ -285,6 +285,8 @@ def _load_transformers(config: GRPOConfig, resolved: str) -> LoadedModel:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
     check_lora_targets(model, config.lora_target_modules)
     model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", bias="none", **_lora_kwargs(config)))
+    if receives_weights_from_main(config):
+        _materialize_trainable(model)
     tokenizer = load_tokenizer(resolved)
     return LoadedModel(model, tokenizer, "transformers", "cuda" if cuda else "cpu", bf16=cuda and _bf16_supported())
 
@@ -318,6 +320,21 @@ def _empty_model(resolved: str, dtype):
     with contextlib.suppress(OSError):
         model.generation_config = GenerationConfig.from_pretrained(resolved)
     return model
+
+
+def _materialize_trainable(model) -> None:
+    """Give the trainable (LoRA) parameters of a model built on the meta device storage of their own.
+
+    accelerate's FSDP2 preparation switches the optimizer's parameters to their shards by data pointer, and every
+    meta tensor's is 0: all of them mapped to one shard, so the other processes never stepped their LoRA shards and
+    a checkpoint's optimizer gather waited forever (4 x H200).  The values do not matter: the main process's are
+    broadcast while sharding; the memory is the adapter's only."""
+    import torch
+
+    for module in model.modules():
+        for name, param in list(module.named_parameters(recurse=False)):
+            if param.requires_grad and param.is_meta:
+                setattr(module, name, torch.nn.Parameter(torch.empty_like(param, device="cpu")))
 
 
 def _bnb_config(compute_dtype):

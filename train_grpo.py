@@ -464,7 +464,8 @@ def cli(argv: list[str] | None = None) -> int:
     setup_logging(None)  # errors before the run directory exists still reach ./grpo_training.log
     # A run that seems stuck (a collective waiting on another process, a slow save): `kill -USR1 PID` prints
     # where each of its threads is to stderr and the run goes on.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    if hasattr(signal, "SIGUSR1") and sys.__stderr__ is not None:
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
     try:
         config = config_from_args(args)
         plan = decide_run_dir(

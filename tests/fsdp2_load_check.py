@@ -3,9 +3,10 @@ with ``fsdp_cpu_ram_efficient_loading`` does (only the main process reads the we
 accelerate's own ``fsdp2_prepare_model``, gather what a save gathers (``checkpoints.gather_adapter_only``), and
 write what each process then holds to ``OUT/rank<N>.json``.
 
-accelerate starts FSDP only on GPUs, so its ``Accelerator`` is stood in for by the few attributes that
-``fsdp2_prepare_model`` reads; the sharding, the broadcast of the main process's weights and the buffers are
-accelerate's and torch's code.
+accelerate starts FSDP only on GPUs, so its ``Accelerator`` is stood in for by the few attributes that its
+``_prepare_fsdp2`` reads; the optimizer is created before sharding as transformers' Trainer does under FSDP2,
+and the sharding, the broadcast of the main process's weights, the buffers and the switch of the optimizer's
+parameters to their shards are accelerate's and torch's code.
 
     torchrun --nproc_per_node 2 tests/fsdp2_load_check.py MODEL_DIR OUT
 """
@@ -25,8 +26,8 @@ os.environ.update({"ACCELERATE_USE_FSDP": "true", "FSDP_CPU_RAM_EFFICIENT_LOADIN
 def main(model_dir: str, out: Path) -> None:
     import torch
     import torch.distributed as dist
-    from accelerate.utils import FullyShardedDataParallelPlugin
-    from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+    from accelerate import Accelerator
+    from accelerate.utils import DynamoBackend, FullyShardedDataParallelPlugin
     from peft import get_peft_model_state_dict
 
     import models
@@ -37,7 +38,7 @@ def main(model_dir: str, out: Path) -> None:
     rank = dist.get_rank()
     model = models.load_model(config).model
     loaded = {
-        "devices": sorted({p.device.type for p in model.parameters()}),
+        "frozen_devices": sorted({p.device.type for p in model.parameters() if not p.requires_grad}),
         # accelerate maps the optimizer's parameters by name across the wrapping: every process must hold the
         # same parameters under the same names (a tied LM head included)
         "names": [name for name, _ in model.named_parameters()],
@@ -52,7 +53,7 @@ def main(model_dir: str, out: Path) -> None:
         state_dict_type="FULL_STATE_DICT",
     )
     accelerator = types.SimpleNamespace(
-        state=types.SimpleNamespace(fsdp_plugin=plugin),
+        state=types.SimpleNamespace(fsdp_plugin=plugin, dynamo_plugin=types.SimpleNamespace(backend=DynamoBackend.NO)),
         torch_device_mesh=None,
         parallelism_config=None,
         device=torch.device("cpu"),
@@ -60,8 +61,15 @@ def main(model_dir: str, out: Path) -> None:
         is_main_process=rank == 0,
         process_index=rank,
         num_processes=dist.get_world_size(),
+        fp8_backend=None,
+        _models=[],
+        _prepare_one=lambda obj, first_pass=False: obj,
     )
-    model = fsdp2_prepare_model(accelerator, model)
+    accelerator._get_named_parameters = types.MethodType(Accelerator._get_named_parameters, accelerator)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model, optimizer = Accelerator._prepare_fsdp2(accelerator, model, optimizer)
+    trainable = [id(p) for p in model.parameters() if p.requires_grad]
+    optimized = [id(p) for group in optimizer.param_groups for p in group["params"]]
     sharded = {name: float(p.full_tensor().float().sum()) for name, p in model.named_parameters()}
     prompt = torch.tensor([[1, 2, 3, 4, 5]])
     with torch.no_grad():
@@ -80,8 +88,10 @@ def main(model_dir: str, out: Path) -> None:
     gather_adapter_only(trainer)
     gathered = trainer.accelerator.get_state_dict(model)
     adapter = get_peft_model_state_dict(model, state_dict=gathered) if gathered else {}
-    trained = train_step_and_checkpoint(plugin, accelerator, model, prompt, out / f"checkpoint-{rank}")
+    trained = train_step_and_checkpoint(plugin, accelerator, model, optimizer, prompt, out / f"checkpoint-{rank}")
     result = {
+        # the optimizer holds each trainable shard once, and nothing else
+        "optimizer_holds_the_trainable_shards": optimized == trainable,
         "checkpoint": trained,
         "loaded": loaded,
         "sharded": sharded,
@@ -94,13 +104,11 @@ def main(model_dir: str, out: Path) -> None:
     (out / f"rank{rank}.json").write_text(json.dumps(result))
 
 
-def train_step_and_checkpoint(plugin, accelerator, model, prompt, folder: Path) -> list[str]:
+def train_step_and_checkpoint(plugin, accelerator, model, optimizer, prompt, folder: Path) -> list[str]:
     """One optimizer step on the sharded model, then the FSDP parts of a Trainer checkpoint (accelerate's
     ``save_fsdp_model`` with ``adapter_only`` and ``save_fsdp_optimizer``); returns the files written."""
-    import torch
     from accelerate.utils.fsdp_utils import save_fsdp_model, save_fsdp_optimizer
 
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     model(input_ids=prompt, labels=prompt).loss.backward()
     optimizer.step()
     save_fsdp_model(plugin, accelerator, model, str(folder), adapter_only=True)

@@ -58,14 +58,19 @@ def test_which_processes_receive_weights_from_the_main_one(monkeypatch, env, fou
 
 
 def test_a_receiving_process_holds_shapes_only(monkeypatch, tiny_model_dir):
-    """No weight memory on the other FSDP processes, but the same parameters, LoRA included, as the main one."""
+    """No memory for the frozen weights on the other FSDP processes, but the same parameters, LoRA included, as the
+    main one, and each trainable one with storage of its own (accelerate maps the optimizer's parameters to their
+    shards by data pointer)."""
     for name, value in {**FSDP_RANK, "RANK": "1"}.items():
         monkeypatch.setenv(name, value)
     config = GRPOConfig(model_name=str(tiny_model_dir), load_in_4bit=False, lora_rank=4)
     receiving = models.load_model(config).model
     monkeypatch.setenv("RANK", "0")
     main = models.load_model(config).model
-    assert {p.device.type for p in receiving.parameters()} == {"meta"}
+    assert {p.device.type for p in receiving.parameters() if not p.requires_grad} == {"meta"}
+    trainable = [p for p in receiving.parameters() if p.requires_grad]
+    assert trainable and len({p.data_ptr() for p in trainable}) == len(trainable)
+    assert all(p.device.type == "cpu" for p in trainable)
     # accelerate broadcasts the main process's state dict entry by entry into these: same keys, shapes, dtypes
     shapes = {name: (t.shape, t.dtype) for name, t in main.state_dict().items()}
     assert {name: (t.shape, t.dtype) for name, t in receiving.state_dict().items()} == shapes

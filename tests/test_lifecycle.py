@@ -169,6 +169,18 @@ def test_second_ctrl_c_exits_at_once(tiny_model_dir, tmp_path):
     assert process.returncode == 130
 
 
+def test_sigusr1_prints_where_each_thread_is_and_the_run_goes_on(tiny_model_dir, tmp_path):
+    """A run that seems stuck (a collective waiting on another process) says where it is on `kill -USR1 PID`."""
+    process, log = start_long_run(tiny_model_dir, tmp_path / "run", tmp_path)
+    process.send_signal(signal.SIGUSR1)
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)  # still running: it saves and stops as usual
+    wait_for(lambda: "SIGINT received" in log.read_text(), process)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=30)
+    assert "most recent call first" in output and "train_grpo.py" in output, output[-3000:]
+
+
 def write(path: Path, data: dict) -> Path:
     path.write_text(json.dumps(data))
     return path

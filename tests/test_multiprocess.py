@@ -62,7 +62,7 @@ def test_fsdp2_processes_other_than_the_main_one_receive_its_weights(tiny_model_
     done = subprocess.run([*command, str(tmp_path)], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     main, other = (json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1))
-    assert main["loaded"]["devices"] == ["cpu"] and other["loaded"]["devices"] == ["meta"]
+    assert main["loaded"]["frozen_devices"] == ["cpu"] and other["loaded"]["frozen_devices"] == ["meta"]
     # the same parameters under the same names: accelerate maps the optimizer's parameters by name, and an LM
     # head left untied on the other process failed its FSDP2 wrapping (4 x H200)
     assert main["loaded"]["names"] == other["loaded"]["names"]
@@ -78,5 +78,9 @@ def test_fsdp2_processes_other_than_the_main_one_receive_its_weights(tiny_model_
     assert main["gathered_keys"] and frozen == ["base_model.model.lm_head.weight"], frozen  # tied: torch keeps it
     assert other["gathered_keys"] == []
     assert main["adapter"] == pytest.approx(main["loaded"]["adapter"])
+    # accelerate switches the optimizer's parameters to their shards by data pointer: on the other process (meta
+    # weights, pointer 0) all once mapped to one tensor, its LoRA shards never trained and a checkpoint's optimizer
+    # gather waited forever on the GPUs (4 x H200)
+    assert main["optimizer_holds_the_trainable_shards"] and other["optimizer_holds_the_trainable_shards"]
     # a Trainer checkpoint's FSDP parts after an optimizer step: written by the main process alone
     assert main["checkpoint"] == ["optimizer.bin", "pytorch_model_fsdp.bin"] and other["checkpoint"] == []
