@@ -64,6 +64,8 @@ def main(model_dir: str, out: Path) -> None:
         fp8_backend=None,
         _models=[],
         _prepare_one=lambda obj, first_pass=False: obj,
+        wait_for_everyone=dist.barrier,
+        is_fsdp2=True,
     )
     accelerator._get_named_parameters = types.MethodType(Accelerator._get_named_parameters, accelerator)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
@@ -88,7 +90,7 @@ def main(model_dir: str, out: Path) -> None:
     gather_adapter_only(trainer)
     gathered = trainer.accelerator.get_state_dict(model)
     adapter = get_peft_model_state_dict(model, state_dict=gathered) if gathered else {}
-    trained = train_step_and_checkpoint(plugin, accelerator, model, optimizer, prompt, out / f"checkpoint-{rank}")
+    trained = train_step_and_checkpoint(plugin, accelerator, model, optimizer, prompt, out / "checkpoint")
     result = {
         # the optimizer holds each trainable shard once, and nothing else
         "optimizer_holds_the_trainable_shards": optimized == trainable,
@@ -104,16 +106,36 @@ def main(model_dir: str, out: Path) -> None:
     (out / f"rank{rank}.json").write_text(json.dumps(result))
 
 
-def train_step_and_checkpoint(plugin, accelerator, model, optimizer, prompt, folder: Path) -> list[str]:
-    """One optimizer step on the sharded model, then the FSDP parts of a Trainer checkpoint (accelerate's
-    ``save_fsdp_model`` with ``adapter_only`` and ``save_fsdp_optimizer``); returns the files written."""
-    from accelerate.utils.fsdp_utils import save_fsdp_model, save_fsdp_optimizer
+def train_step_and_checkpoint(plugin, accelerator, model, optimizer, prompt, folder: Path) -> dict:
+    """One optimizer step on the sharded model, the FSDP parts of a Trainer checkpoint (accelerate's
+    ``save_fsdp_model`` with ``adapter_only`` and ``save_fsdp_optimizer``), then the same parts loaded back, as a
+    resume does, over spoiled values: the files the main process wrote, and whether each process got its shards of
+    the adapter and of the optimizer state back."""
+    import torch
+    from accelerate.utils.fsdp_utils import load_fsdp_model, load_fsdp_optimizer, save_fsdp_model, save_fsdp_optimizer
 
     model(input_ids=prompt, labels=prompt).loss.backward()
     optimizer.step()
     save_fsdp_model(plugin, accelerator, model, str(folder), adapter_only=True)
     save_fsdp_optimizer(plugin, accelerator, optimizer, model, str(folder))
-    return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
+    files = sorted(path.name for path in folder.iterdir()) if accelerator.is_main_process else []
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    saved = [p.to_local().clone() for p in trainable]
+    moments = [optimizer.state[p]["exp_avg"].to_local().clone() for p in trainable]
+    with torch.no_grad():
+        for p in trainable:
+            p.add_(1.0)
+            optimizer.state[p]["exp_avg"].zero_()
+    load_fsdp_model(plugin, accelerator, model, str(folder), adapter_only=True)
+    load_fsdp_optimizer(plugin, accelerator, optimizer, model, str(folder))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return {
+        "files": files,
+        "adapter_restored": all(torch.equal(p.to_local(), t) for p, t in zip(trainable, saved, strict=True)),
+        "moments_restored": all(
+            torch.equal(optimizer.state[p]["exp_avg"].to_local(), m) for p, m in zip(trainable, moments, strict=True)
+        ),
+    }
 
 
 if __name__ == "__main__":

@@ -82,5 +82,8 @@ def test_fsdp2_processes_other_than_the_main_one_receive_its_weights(tiny_model_
     # weights, pointer 0) all once mapped to one tensor, its LoRA shards never trained and a checkpoint's optimizer
     # gather waited forever on the GPUs (4 x H200)
     assert main["optimizer_holds_the_trainable_shards"] and other["optimizer_holds_the_trainable_shards"]
-    # a Trainer checkpoint's FSDP parts after an optimizer step: written by the main process alone
-    assert main["checkpoint"] == ["optimizer.bin", "pytorch_model_fsdp.bin"] and other["checkpoint"] == []
+    # a Trainer checkpoint's FSDP parts after an optimizer step, written by the main process alone, and loaded back
+    # (as a resume does) into every process's shards of the adapter and of Adam's moments
+    assert main["checkpoint"]["files"] == ["optimizer.bin", "pytorch_model_fsdp.bin"]
+    for process in (main, other):
+        assert process["checkpoint"]["adapter_restored"] and process["checkpoint"]["moments_restored"]
