@@ -2,7 +2,7 @@
 # Device calls for issue 16 (several GPUs): rows of docs/benchmarks.md's several-GPU table, run through the
 # real CLI by bench/multi_gpu.py and spread over the machine's GPUs by bench/gpu_queue.py.
 #   bash bench/gpu_multi.sh scaling [BUDGET_S]   1, 2 and 4 GPUs, Unsloth and transformers (DDP)
-#   bash bench/gpu_multi.sh sharded [BUDGET_S]   FSDP2 (small shape, Llama-3.1-70B shape), then the rounds rows
+#   bash bench/gpu_multi.sh sharded [BUDGET_S]   FSDP2 (small shape, 70B shape, resume), static KV cache, rounds
 #   bash bench/gpu_multi.sh rounds [BUDGET_S]    1, 2, 4 GPUs again over 6 timed rounds (after the KV-cache fix)
 #   bash bench/gpu_multi.sh resume [BUDGET_S]    resume on 2 GPUs (Unsloth DDP), ZeRO-3 on 2 GPUs
 # (on a 4-GPU host, with .whl, .whl-ds (bench/make_deepspeed_wheels.sh) and .device/tokenizer carried).
@@ -22,7 +22,7 @@ flags="--dataset arithmetic --no-wandb --batch-size 16 --num-generations 8 --gra
 row="python3 bench/multi_gpu.py --model $qwen --out $OUT/multi.jsonl"
 tab=$'\t'
 # More timed rounds (28 steps = 7 rounds, 6 timed) for the ratios, with the KV-cache rule reading
-# steps_per_generation (the scaling rows ran with the static cache).
+# steps_per_generation (the scaling rows ran with the static cache; t1s in the sharded stage is t1k with it).
 rounds="t1k${tab}150${tab}$row --name t1k --gpus 1 -- --backend transformers --max-steps 28 $flags
 t2k@2${tab}160${tab}$row --name t2k --gpus 2 --launch ddp --port 29511 -- --backend transformers --max-steps 28 $flags
 u1k${tab}190${tab}$row --name u1k --gpus 1 -- --backend unsloth --max-steps 28 $flags
@@ -45,12 +45,18 @@ big=/tmp/llama70b; [ "${shm:-0}" -gt 160 ] && big=/dev/shm/llama70b
 # The 70B shape is written while the small FSDP2 row runs (one tensor at a time through GPU 3's random generator).
 (CUDA_VISIBLE_DEVICES=3 python3 bench/make_random_model.py --shape llama-3.1-70b --tokenizer .device/tokenizer --out $big > /tmp/make70b.log 2>&1; echo "exit $?" >> /tmp/make70b.log) &
 echo '{"load_in_4bit": false, "steps_per_generation": 4, "save_steps": 1000, "log_completions": false, "eval_samples": 0}' > /tmp/bf16.json
+echo '{"load_in_4bit": false, "steps_per_generation": 4, "save_steps": 4, "log_completions": false, "eval_samples": 0}' > /tmp/bf16resume.json
+echo '{"steps_per_generation": 4, "save_steps": 1000, "log_completions": false, "eval_samples": 0, "cache_implementation": "static"}' > /tmp/static.json
 echo '{"load_in_4bit": false, "max_seq_length": 256, "generation_batch_size": 16, "save_steps": 1000, "log_completions": false, "eval_samples": 0}' > /tmp/big.json
 big_flags="--dataset arithmetic --no-wandb --batch-size 4 --num-generations 4 --gradient-accumulation-steps 1 --max-completion-length 32 --lora-rank 8 --max-steps 2 --config /tmp/big.json"
-# The FSDP2 rows first (not measured yet), then the rounds rows if the 70B row ends early.
+# FSDP2 after the fix of the optimizer's parameters (fourth session): the small shape to its checkpoint, the 70B
+# shape (2 steps, checkpoint, memory per GPU), resume on 2 GPUs; then static against dynamic KV cache in one call
+# (bnb 4-bit, 64 at once); then the rounds rows. Every FSDP2 row has a time limit that prints the stacks.
 cat > /tmp/jobs.tsv <<JOBS
-f4@4${tab}140${tab}$row --name f4 --gpus 4 --launch fsdp2 --port 29508 --time-limit 130 -- --backend transformers --max-steps 12 ${flags/\/tmp\/scale.json//tmp/bf16.json}
-big4@4${tab}170${tab}while ! grep -q "^exit" /tmp/make70b.log; do sleep 5; done; cat /tmp/make70b.log; python3 bench/multi_gpu.py --model $big --out $OUT/multi.jsonl --name fsdp2_70b --gpus 4 --launch fsdp2 --port 29507 --time-limit 170 --completions-per-gpu-step 4 --steps-per-round 1 --completion-length 32 -- --backend transformers $big_flags
+f4@4${tab}160${tab}$row --name f4 --gpus 4 --launch fsdp2 --port 29508 --time-limit 200 -- --backend transformers --max-steps 12 ${flags/\/tmp\/scale.json//tmp/bf16.json}
+big4@4${tab}300${tab}while ! grep -q "^exit" /tmp/make70b.log; do sleep 5; done; cat /tmp/make70b.log; python3 bench/multi_gpu.py --model $big --out $OUT/multi.jsonl --name fsdp2_70b --gpus 4 --launch fsdp2 --port 29507 --time-limit 240 --completions-per-gpu-step 4 --steps-per-round 1 --completion-length 32 -- --backend transformers $big_flags
+f2r@2${tab}200${tab}$row --name f2r --gpus 2 --launch fsdp2 --port 29509 --time-limit 150 --interrupt-at 4 -- --backend transformers --max-steps 8 ${flags/\/tmp\/scale.json//tmp/bf16resume.json} --reward-function recorder.record_reward
+t1s${tab}150${tab}$row --name t1s --gpus 1 -- --backend transformers --max-steps 28 ${flags/\/tmp\/scale.json//tmp/static.json}
 JOBS
 echo "$rounds" >> /tmp/jobs.tsv
 else
