@@ -37,7 +37,7 @@ from checkpoints import (
     read_trainer_state,
     resolve_checkpoint,
 )
-from data_loader import CHOSEN, PROMPT, REJECTED
+from data_loader import CHOSEN, PROMPT, REJECTED, prompt_token_counts
 from memory import out_of_memory_error
 from models import LoadedModel, import_unsloth_first, load_adapter, load_model
 from rewards import (
@@ -164,8 +164,13 @@ class GRPOTrainer:
             callbacks=callbacks,
         )
         if args.compile_generation and args.cache_implementation == "static" and loaded.backend == "transformers":
+            generation_config = self.trl_trainer.generation_config
             # TRL 1.15 turns compilation off in its generation config; a static cache is what makes it pay off.
-            self.trl_trainer.generation_config.disable_compile = False
+            generation_config.disable_compile = False
+            # One cache size for the whole run: transformers otherwise grows the static cache, and recompiles the
+            # decoding, each time a round's padded prompts are longer than every round's before.
+            generation_config.max_cache_len = static_cache_length(train_dataset, loaded.tokenizer, args)
+            logger.info("compiled decoding with a static KV cache of %d tokens", generation_config.max_cache_len)
         return self.trl_trainer
 
     def train(
@@ -331,3 +336,11 @@ def summarize_log_history(history: list[dict[str, Any]]) -> dict[str, Any]:
         "reward_end": rewards[-1] if rewards else None,
         "logged_steps": len(rewards),
     }
+
+
+def static_cache_length(dataset, tokenizer, config: GRPOConfig) -> int:
+    """Prompt plus completion tokens for the longest prompt of ``dataset`` (the prompt budget for a stream)."""
+    longest = config.max_prompt_length
+    if hasattr(dataset, "__len__") and len(dataset):
+        longest = min(longest, max(prompt_token_counts(dataset, tokenizer)))
+    return longest + config.max_completion_length

@@ -13,9 +13,10 @@ Points (``--points``, comma-separated, measured one after another on the model l
 batch (TRL's ``generation_batch_size``, completions per round), ``default`` (TRL's: the optimizer batch) or
 ``auto`` (``memory.generation_batch_for``, our default); suffixes ``:w0`` (no warm-up round, for points
 after the first), ``:nographs`` (Unsloth's CUDA-graph decoding off), ``:compile`` (transformers' compiled
-static-cache decoding).  Every point uses the same prompts (built-in arithmetic), G, completion length,
-optimizer batch, LoRA rank and a cheap length reward.  One generation round feeds ``generation_batch /
-batch`` optimizer steps, so whole rounds are timed: one warm-up round, then at least ``--steps`` steps.
+static-cache decoding: for our rows the ``compile_generation`` option with a static cache, on any weights).
+Every point uses the same prompts (built-in arithmetic), G, completion length, optimizer batch, LoRA rank and a
+cheap length reward.  One generation round feeds ``generation_batch / batch`` optimizer steps, so whole rounds
+are timed: one warm-up round, then at least ``--steps`` steps.
 
 Reported per point: seconds per optimizer step, completion tokens/s with its spread over timed rounds (or
 steps), where the time goes (``generate``; rewards and log-probabilities of the rollout; forward, backward and
@@ -117,8 +118,8 @@ class Probe:
 
             def rollout(trainer, *args, **kwargs):
                 probe = type(trainer)._bench_probe
-                if probe.compile_decode:
-                    trainer.generation_config.disable_compile = False  # TRL turns compilation off
+                if probe.compile_decode and not getattr(trainer.args, "compile_generation", False):
+                    trainer.generation_config.disable_compile = False  # plain TRL: TRL turns compilation off
                 return probe.rollout.wrap(inner)(trainer, *args, **kwargs)
 
             cls._generate_and_score_completions = rollout
@@ -205,6 +206,8 @@ def ours_config(args, generation_batch: int | None, max_steps: int, point: Point
         "output_dir": str(args.work_dir / f"{args.row}-{point.generation_batch}"),
         **settings(args, generation_batch, max_steps, point),
     }
+    if point.compile:  # the product's option (grpo_trainer: one static cache size for the run), on any weights
+        values.update(compile_generation=True, cache_implementation="static")
     path = args.work_dir / "bench_config.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(values))

@@ -160,3 +160,31 @@ def test_weights_given_to_the_trainer_reach_trl(tiny_model_dir, in_tmp_cwd):
     assert list(trl_trainer.args.reward_weights) == [1.0, 0.5]
     assert trl_trainer.reward_weights.tolist() == [1.0, 0.5]
     assert config.reward_weights == [1.0]  # the caller's config is not changed
+
+
+def test_compiled_decoding_gets_one_static_cache_size_for_the_run(tiny_model_dir, in_tmp_cwd):
+    """With compile_generation, the static KV cache is sized once for the data's longest prompt plus the completion:
+    transformers would otherwise grow it, and recompile the decoding, whenever a round's prompts are the longest
+    yet (prompt lengths vary from round to round in real data)."""
+    from datasets import Dataset
+
+    from config import build_config
+    from data_loader import prompt_token_counts
+    from grpo_trainer import GRPOTrainer
+
+    overrides = {"model_name": str(tiny_model_dir), "output_dir": "out", "max_steps": 1, "max_completion_length": 8}
+    config = build_config(overrides={**overrides, "compile_generation": True, "cache_implementation": "static"})
+    trainer = GRPOTrainer(config, reward_functions=[lambda completions, **kwargs: [0.0] * len(completions)])
+    trainer.load_model()
+    prompts = ["hi", "a longer question " * 5, "a much longer question, with more words in it " * 9]
+    rows = Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": p}], "chosen": "a", "rejected": "b"} for p in prompts]
+    )
+    generation_config = trainer.build_trl_trainer(rows).generation_config
+    longest = max(prompt_token_counts(rows, trainer.loaded.tokenizer))
+    assert longest > 40 and generation_config.max_cache_len == longest + 8
+    assert generation_config.disable_compile is False
+    # without compilation nothing changes: TRL's generation config as it builds it
+    plain = GRPOTrainer(build_config(overrides=overrides), reward_functions=trainer.reward_functions)
+    plain.loaded = trainer.loaded
+    assert plain.build_trl_trainer(rows).generation_config.max_cache_len is None
