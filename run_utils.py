@@ -60,7 +60,9 @@ def setup_logging(run_dir: Path | None, level: int = logging.INFO) -> None:
 
     root = logging.getLogger()
     for handler in list(root.handlers):
-        if getattr(handler, "_grpo", False):
+        if _printed_by_basic_config(handler):
+            root.removeHandler(handler)  # Unsloth calls logging.basicConfig at import: every line twice
+        elif getattr(handler, "_grpo", False):
             root.removeHandler(handler)
             if handler is not _EARLY_RECORDS:  # closing it would drop the records kept for the run's log
                 handler.close()
@@ -91,6 +93,12 @@ def setup_logging(run_dir: Path | None, level: int = logging.INFO) -> None:
     _drop_library_handlers("datasets")  # its own stderr handler would print each record a second time
     transformers.utils.logging.enable_propagation()
     transformers.utils.logging.set_verbosity_warning()
+
+
+def _printed_by_basic_config(handler: logging.Handler) -> bool:
+    """A plain terminal handler on the root logger, as ``logging.basicConfig`` adds it (a library's import)."""
+    streams = (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__)
+    return type(handler) is logging.StreamHandler and handler.stream in streams
 
 
 def _drop_library_handlers(name: str) -> None:

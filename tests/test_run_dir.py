@@ -421,3 +421,23 @@ def test_completions_table_on_the_terminal_at_step_1_and_every_n_steps_in_the_lo
     every.on_train_end(None, None, None)
     assert terminal.text == "table of step 1\ntable of step 10\n"
     assert (tmp_path / "grpo_training.log").read_text() == "table of step 1\ntable of step 2\ntable of step 10\n"
+
+
+def test_a_library_basic_config_handler_does_not_print_every_line_twice(tmp_path, monkeypatch, capsys):
+    """Unsloth calls logging.basicConfig at import (before our logging is set up): its root handler went."""
+    import logging
+    import sys
+
+    from run_utils import setup_logging
+
+    monkeypatch.chdir(tmp_path)
+    stray = logging.StreamHandler(sys.stderr)
+    stray.setFormatter(logging.Formatter("[%(name)s|%(levelname)s]%(message)s"))
+    logging.getLogger().addHandler(stray)
+    try:
+        setup_logging(None)
+        logging.getLogger("train_grpo").info("data: 3 training prompts")
+    finally:
+        logging.getLogger().removeHandler(stray)
+    terminal = capsys.readouterr().err
+    assert terminal.count("data: 3 training prompts") == 1 and "[train_grpo|INFO]" not in terminal
