@@ -256,13 +256,15 @@ def _load_transformers(config: GRPOConfig, resolved: str) -> LoadedModel:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
+    from run_utils import local_rank
+
     cuda = cuda_available()
     kwargs: dict = {"dtype": torch.float32}
     if cuda:
         bf16 = _bf16_supported()
         kwargs = {"dtype": torch.bfloat16 if bf16 else torch.float16}
         if not sharded_launch():  # DeepSpeed / FSDP place (and shard) the weights themselves
-            kwargs["device_map"] = {"": _local_rank()}
+            kwargs["device_map"] = {"": local_rank()}
         if config.load_in_4bit:
             kwargs["quantization_config"] = _bnb_config(kwargs["dtype"])
     elif config.load_in_4bit:
@@ -366,10 +368,6 @@ def fsdp_enabled() -> bool:
 def sharded_launch() -> bool:
     """DeepSpeed or FSDP: the launcher places the weights, and 4-bit blocks must be stored shardable."""
     return deepspeed_enabled() or fsdp_enabled()
-
-
-def _local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def load_adapter(loaded: LoadedModel, adapter_dir: str | Path) -> None:

@@ -44,6 +44,11 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def local_rank() -> int:
+    """This process's index on its machine (set by torchrun / accelerate launch; its GPU)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
 # Records logged before the run directory exists (data, rewards, model loading: the run directory is created only
 # once the inputs are checked), copied into the run's own log when it is opened.
 _EARLY_RECORDS = logging.handlers.BufferingHandler(capacity=100_000)

@@ -72,14 +72,21 @@ RUN_CONFIG_FILE = "run_config.json"
 DEFAULT_EVAL_ONLY_SAMPLES = 100
 
 
+def input_errors() -> tuple[type[Exception], ...]:
+    """User errors that follow from the flags, config files, data and model alone (not from a process's GPU or
+    output directory): under a launcher every process of a machine meets them alike."""
+    from data_loader import DataError
+    from models import BackendError, ModelError
+
+    return (ConfigError, DataError, ModelError, BackendError, FileNotFoundError)
+
+
 def user_errors() -> tuple[type[Exception], ...]:
     """Errors caused by input that the CLI reports as one ERROR line instead of a traceback."""
-    from data_loader import DataError
     from memory import ResourceError
-    from models import BackendError, ModelError
     from run_utils import RunDirError
 
-    return (ConfigError, DataError, ModelError, BackendError, RunDirError, ResourceError, FileNotFoundError)
+    return (*input_errors(), RunDirError, ResourceError)
 
 
 def reward_name(value: str) -> str:
@@ -92,7 +99,10 @@ class OneLineErrorParser(argparse.ArgumentParser):
     """argparse with a one-line error instead of the usage block (``--help`` still shows everything)."""
 
     def error(self, message: str):
-        self.exit(2, f"ERROR {self.prog}: {message} (전체 옵션: python train_grpo.py --help)\n")
+        from run_utils import local_rank
+
+        line = f"ERROR {self.prog}: {message} (전체 옵션: python train_grpo.py --help)\n"
+        self.exit(2, line if local_rank() == 0 else None)  # under a launcher: once per machine
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -459,7 +469,14 @@ def print_eval_summary(results: dict[str, Any], adapter: Path | None) -> None:
 def cli(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import_unsloth_first(requested_backend(args))  # before anything imports transformers, TRL or PEFT
-    from run_utils import decide_run_dir, environment_problem, report_crash, restore_stdout, setup_logging
+    from run_utils import (
+        decide_run_dir,
+        environment_problem,
+        local_rank,
+        report_crash,
+        restore_stdout,
+        setup_logging,
+    )
 
     setup_logging(None)  # errors before the run directory exists still reach ./grpo_training.log
     # A run that seems stuck (a collective waiting on another process, a slow save): `kill -USR1 PID` prints
@@ -477,6 +494,11 @@ def cli(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         logger.error("interrupted")
         return 130
+    except input_errors() as err:
+        # the same input gives the same error on every process of a machine: its first process says it once
+        if local_rank() == 0:
+            logger.error("%s", err)
+        return 2
     except user_errors() as err:
         logger.error("%s", err)
         return 2

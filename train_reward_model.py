@@ -150,7 +150,6 @@ def load_classifier(config: RewardModelConfig):
     from models import (
         _bf16_supported,
         _bnb_config,
-        _local_rank,
         _lora_kwargs,
         cuda_available,
         deepspeed_enabled,
@@ -158,6 +157,7 @@ def load_classifier(config: RewardModelConfig):
         resolve_model_path,
     )
     from reward_model import from_pretrained_classifier
+    from run_utils import local_rank
 
     resolved = resolve_model_path(config.model_name)
     tokenizer = load_tokenizer(resolved)
@@ -165,7 +165,7 @@ def load_classifier(config: RewardModelConfig):
     if cuda_available():
         kwargs["dtype"] = torch.bfloat16 if _bf16_supported() else torch.float16
         if not deepspeed_enabled():
-            kwargs["device_map"] = {"": _local_rank()}
+            kwargs["device_map"] = {"": local_rank()}
         if config.load_in_4bit:
             kwargs["quantization_config"] = _bnb_config(kwargs["dtype"])
     set_seed(config.seed)  # the score head is initialised randomly

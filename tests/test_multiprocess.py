@@ -87,3 +87,20 @@ def test_fsdp2_processes_other_than_the_main_one_receive_its_weights(tiny_model_
     assert main["checkpoint"]["files"] == ["optimizer.bin", "pytorch_model_fsdp.bin"]
     for process in (main, other):
         assert process["checkpoint"]["adapter_restored"] and process["checkpoint"]["moments_restored"]
+
+
+@pytest.mark.slow  # two processes: about 20 s
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--batch-size", "3"], "--num-generations"),  # a bad value: the config's error
+        (["--no-such-flag"], "unrecognized arguments"),  # argparse's
+    ],
+)
+def test_a_bad_input_under_a_launcher_is_said_once(tiny_model_dir, tmp_path, extra, message):
+    """Every process meets the same bad input; the machine's first process says it, in one ERROR line."""
+    args = tiny_cli_args(tiny_model_dir, tmp_path / "run", *extra)
+    done = torchrun(args, tmp_path, tmp_path / "seen.jsonl")
+    output = done.stdout + done.stderr
+    ours = [line for line in output.splitlines() if line.startswith("ERROR") or " ERROR " in line]
+    assert done.returncode != 0 and len(ours) == 1 and message in ours[0], output[-3000:]
