@@ -22,6 +22,8 @@ from models import ModelError
 logger = logging.getLogger(__name__)
 
 STAGING_DIR = ".checkpoint-staging"
+# The Trainer's optimizer state: plain / FSDP full state dict (accelerate's name) / FSDP sharded (a DCP folder)
+OPTIMIZER_STATES = ("optimizer.pt", "optimizer.bin", "optimizer_0")
 TRAINER_STATE = "trainer_state.json"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -60,8 +62,8 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
     if not checkpoint.is_dir():
         return "no such folder"
     missing = [name for name in (TRAINER_STATE, ADAPTER_CONFIG, ADAPTER_WEIGHTS) if not (checkpoint / name).is_file()]
-    if not (checkpoint / "optimizer.pt").is_file() and not any(checkpoint.glob("global_step*")):
-        missing.append("optimizer.pt")
+    if not any((checkpoint / name).exists() for name in OPTIMIZER_STATES) and not any(checkpoint.glob("global_step*")):
+        missing.append("optimizer.pt")  # DeepSpeed keeps its optimizer state in global_step*/
     if missing:
         return f"missing {', '.join(missing)}"
     try:

@@ -73,20 +73,20 @@ DEFAULT_EVAL_ONLY_SAMPLES = 100
 
 
 def input_errors() -> tuple[type[Exception], ...]:
-    """User errors that follow from the flags, config files, data and model alone (not from a process's GPU or
-    output directory): under a launcher every process of a machine meets them alike."""
+    """User errors that follow from the flags, config files, data, model and output directory alone (not from a
+    process's GPU): under a launcher every process of a machine meets them alike."""
     from data_loader import DataError
     from models import BackendError, ModelError
+    from run_utils import RunDirError
 
-    return (ConfigError, DataError, ModelError, BackendError, FileNotFoundError)
+    return (ConfigError, DataError, ModelError, BackendError, RunDirError, FileNotFoundError)
 
 
 def user_errors() -> tuple[type[Exception], ...]:
     """Errors caused by input that the CLI reports as one ERROR line instead of a traceback."""
     from memory import ResourceError
-    from run_utils import RunDirError
 
-    return (*input_errors(), RunDirError, ResourceError)
+    return (*input_errors(), ResourceError)
 
 
 def reward_name(value: str) -> str:

@@ -49,6 +49,44 @@ def test_two_processes_train_save_and_resume(tiny_model_dir, tmp_path):
     assert "loaded adapter weights" in (out / "grpo_training.log").read_text()
 
 
+# What `accelerate launch --config_file config/accelerate/fsdp2.yaml` sets; tests/cpu_fsdp turns accelerate's CPU
+# process group into an FSDP state (accelerate starts FSDP only on GPUs), the rest is the real CLI.
+FSDP2_ON_CPU = {
+    "PYTHONPATH": f"{ROOT / 'tests' / 'cpu_fsdp'}:{ROOT / 'tests'}",
+    "ACCELERATE_USE_FSDP": "true",
+    "FSDP_VERSION": "2",
+    "FSDP_CPU_RAM_EFFICIENT_LOADING": "true",
+    "FSDP_STATE_DICT_TYPE": "FULL_STATE_DICT",
+    "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP",
+}
+
+
+@pytest.mark.slow  # two processes, three runs: about 40 s
+def test_fsdp2_processes_train_checkpoint_and_resume(tiny_model_dir, tmp_path):
+    """The CLI under FSDP2 (bf16-style full weights, only the main process reading them): it trains, a stop that
+    reaches one process leaves a checkpoint with FSDP's model and optimizer files, and the run resumes from it.
+    Before the optimizer fix the first run hung in its first checkpoint, as on 4 x H200; before the checkpoint
+    check knew FSDP's optimizer file, resuming found "no complete checkpoint"."""
+    out = tmp_path / "run"
+    config = tmp_path / "fsdp.json"
+    config.write_text(json.dumps({"load_in_4bit": False, "save_steps": 1}))
+    args = tiny_cli_args(tiny_model_dir, out, "--config", str(config), rewards=("recorder.record_reward",))
+    record = tmp_path / "seen.jsonl"
+    stop = {"GRPO_SIGTERM_AT_STEP": "1", "GRPO_SIGTERM_RANK": "1"}
+    first = torchrun([*args, "--max-steps", "3"], tmp_path, record, **FSDP2_ON_CPU, **stop)
+    assert first.returncode != 0 and (out / "checkpoint-2").is_dir(), first.stdout[-2000:] + first.stderr[-3000:]
+    assert {"optimizer.bin", "pytorch_model_fsdp.bin", "adapter_model.safetensors"} <= {
+        path.name for path in (out / "checkpoint-2").iterdir()
+    }
+    resumed = torchrun(
+        [*args, "--max-steps", "3", "--resume-from-checkpoint", "latest"], tmp_path, record, **FSDP2_ON_CPU
+    )
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    log = (out / "grpo_training.log").read_text()
+    assert "resuming from" in log and "checkpoint-2 (step 2)" in log
+    assert json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["global_step"] == 3
+
+
 @pytest.mark.slow  # two processes: about 15 s
 def test_fsdp2_processes_other_than_the_main_one_receive_its_weights(tiny_model_dir, tmp_path):
     """Under FSDP2's cpu-ram-efficient loading only the main process reads the weights; the other one holds

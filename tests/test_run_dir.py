@@ -271,6 +271,19 @@ def test_latest_skips_a_damaged_checkpoint(tmp_path, caplog, damage, problem):
         resolve_checkpoint(str(newest), tmp_path)
 
 
+@pytest.mark.parametrize(
+    "optimizer_state",
+    [lambda c: (c / "optimizer.bin").write_bytes(b"o"), lambda c: (c / "optimizer_0").mkdir()],
+    ids=["fsdp-full-state", "fsdp-sharded-state"],
+)
+def test_an_fsdp_checkpoint_is_complete(tmp_path, optimizer_state):
+    """Under FSDP accelerate writes the optimizer state as optimizer.bin (full) or an optimizer_0/ folder (sharded)."""
+    checkpoint = make_checkpoint(tmp_path, 2)
+    (checkpoint / "optimizer.pt").unlink()
+    optimizer_state(checkpoint)
+    assert checkpoint_problem(checkpoint) is None
+
+
 def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-5])
 
