@@ -61,7 +61,7 @@ FSDP2_ON_CPU = {
 }
 
 
-@pytest.mark.slow  # two processes, three runs: about 40 s
+@pytest.mark.slow  # two processes, then one: about 45 s
 def test_fsdp2_processes_train_checkpoint_and_resume(tiny_model_dir, tmp_path):
     """The CLI under FSDP2 (bf16-style full weights, only the main process reading them): it trains, a stop that
     reaches one process leaves a checkpoint with FSDP's model and optimizer files, and the run resumes from it.
@@ -70,7 +70,9 @@ def test_fsdp2_processes_train_checkpoint_and_resume(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     config = tmp_path / "fsdp.json"
     config.write_text(json.dumps({"load_in_4bit": False, "save_steps": 1}))
-    args = tiny_cli_args(tiny_model_dir, out, "--config", str(config), rewards=("recorder.record_reward",))
+    args = tiny_cli_args(
+        tiny_model_dir, out, "--config", str(config), "--eval-samples", "8", rewards=("recorder.record_reward",)
+    )
     record = tmp_path / "seen.jsonl"
     stop = {"GRPO_SIGTERM_AT_STEP": "1", "GRPO_SIGTERM_RANK": "1"}
     first = torchrun([*args, "--max-steps", "3"], tmp_path, record, **FSDP2_ON_CPU, **stop)
@@ -85,6 +87,10 @@ def test_fsdp2_processes_train_checkpoint_and_resume(tiny_model_dir, tmp_path):
     log = (out / "grpo_training.log").read_text()
     assert "resuming from" in log and "checkpoint-2 (step 2)" in log
     assert json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["global_step"] == 3
+    # the adapter the FSDP run saved loads into one plain process, as a user evaluates it
+    evaluation = run_train_grpo([*args, "--eval-only"], tmp_path, {**os.environ, "PYTHONPATH": str(ROOT / "tests")})
+    assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+    assert "loaded adapter weights" in (out / "grpo_training.log").read_text()
 
 
 @pytest.mark.slow  # two processes: about 15 s
