@@ -269,8 +269,9 @@ def _load_transformers(config: GRPOConfig, resolved: str) -> LoadedModel:
             kwargs["quantization_config"] = _bnb_config(kwargs["dtype"])
     elif config.load_in_4bit:
         logger.info("load_in_4bit needs CUDA; on CPU the model is loaded in fp32")
+    shapes_only = receives_weights_from_main(config)
     try:
-        if receives_weights_from_main(config):
+        if shapes_only:
             model = _empty_model(resolved, kwargs["dtype"])
         else:
             model = AutoModelForCausalLM.from_pretrained(resolved, **kwargs)
@@ -287,7 +288,7 @@ def _load_transformers(config: GRPOConfig, resolved: str) -> LoadedModel:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
     check_lora_targets(model, config.lora_target_modules)
     model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", bias="none", **_lora_kwargs(config)))
-    if receives_weights_from_main(config):
+    if shapes_only:
         _materialize_trainable(model)
     tokenizer = load_tokenizer(resolved)
     return LoadedModel(model, tokenizer, "transformers", "cuda" if cuda else "cpu", bf16=cuda and _bf16_supported())
