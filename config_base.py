@@ -83,9 +83,33 @@ def world_size() -> int:
 _unsloth_decision: list[bool] = []  # empty until decided once per process
 
 
+def deepspeed_enabled() -> bool:
+    """True under ``accelerate launch`` with a DeepSpeed config (DeepSpeed itself is imported only then)."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def fsdp_enabled() -> bool:
+    """True under ``accelerate launch`` with an FSDP config (e.g. config/accelerate/fsdp2.yaml)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
+def sharded_launch() -> bool:
+    """DeepSpeed or FSDP: the launcher places the weights, and 4-bit blocks must be stored shardable."""
+    return deepspeed_enabled() or fsdp_enabled()
+
+
+def launch_allows_unsloth(requested: str) -> bool:
+    """One process: yes. Several: only under plain DDP and only when asked for by name, because transformers
+    measured faster under DDP (docs/benchmarks.md) and Unsloth's models are not sharded by FSDP / DeepSpeed."""
+    return world_size() == 1 or (requested == "unsloth" and not sharded_launch())
+
+
 def unsloth_may_be_used(requested: str) -> bool:
-    """Whether Unsloth can be the backend here: asked for (or auto), installed, and a CUDA GPU present."""
+    """Whether Unsloth can be the backend here: asked for (or auto), installed, allowed by the launch, and a CUDA
+    GPU present."""
     if requested not in ("auto", "unsloth") or importlib.util.find_spec("unsloth") is None:
+        return False
+    if not launch_allows_unsloth(requested):
         return False
     import torch  # torch before Unsloth is fine; Unsloth must precede transformers, TRL and PEFT
 
@@ -96,14 +120,22 @@ def import_unsloth_first(requested: str = "auto") -> bool:
     """Import Unsloth now if it may be the backend; the first call in a process decides.
 
     The command line calls this with the backend it was given before anything imports transformers; library
-    entry points (``import config``) call it with ``auto`` and then follow the earlier decision.
+    entry points (``import config``) call it with ``auto`` and then follow the earlier decision.  A script that
+    wants the transformers backend on a machine where Unsloth could run calls
+    ``import_unsloth_first("transformers")`` before it imports ``config`` or ``grpo_trainer``: once imported,
+    Unsloth has patched TRL for its own models.
     """
     if not _unsloth_decision:
-        use = unsloth_may_be_used(requested) and "unsloth" not in sys.modules
+        use = unsloth_may_be_used(requested) and not unsloth_imported()
         if use:
             import unsloth  # noqa: F401
-        _unsloth_decision.append(use or "unsloth" in sys.modules)
+        _unsloth_decision.append(use or unsloth_imported())
     return _unsloth_decision[0]
+
+
+def unsloth_imported() -> bool:
+    """Whether Unsloth is loaded in this process (then TRL's trainer is Unsloth's patched one)."""
+    return "unsloth" in sys.modules
 
 
 # ------------------------------------------------------------------------------------------------------------

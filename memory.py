@@ -142,7 +142,7 @@ def choose_generation_batch(
 
 def sharding(world_size: int) -> int:
     """Processes the weights are split over: all of them under FSDP or ZeRO-3, none under DDP or ZeRO-2."""
-    from models import fsdp_enabled
+    from config_base import fsdp_enabled
 
     zero3 = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"  # set by accelerate launch
     return world_size if fsdp_enabled() or zero3 else 1

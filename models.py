@@ -23,7 +23,11 @@ from typing import TYPE_CHECKING
 from config_base import (
     EMBEDDED_MODEL,
     MODEL_ALIASES,
+    fsdp_enabled,
     import_unsloth_first,  # noqa: F401  (re-exported for the trainer)
+    launch_allows_unsloth,
+    sharded_launch,
+    unsloth_imported,
     world_size,
 )
 
@@ -159,7 +163,19 @@ def resolve_backend(requested: str) -> str:
     One process: Unsloth when it can run (auto). Several processes (DDP): transformers for auto, because it
     measured faster there (2 and 4 GPUs: 1.13x and 1.20x Unsloth's completion tokens/s, docs/benchmarks.md);
     Unsloth when asked for by name. FSDP / DeepSpeed: transformers, as Unsloth's models are not sharded by
-    accelerate's FSDP2 or ZeRO-3 configs here."""
+    accelerate's FSDP2 or ZeRO-3 configs here.  The backend must agree with the process's import decision
+    (``import_unsloth_first``): Unsloth replaces TRL's trainer with one that only drives Unsloth's models."""
+    backend = _backend_for_launch(requested)
+    if backend == "transformers" and unsloth_imported():
+        raise BackendError(
+            "the transformers backend cannot run in this process: Unsloth was imported first (backend auto when "
+            "`config` was imported) and has patched TRL for its own models. Use the backend unsloth or auto, or call "
+            "config_base.import_unsloth_first('transformers') before importing config / grpo_trainer."
+        )
+    return backend
+
+
+def _backend_for_launch(requested: str) -> str:
     cuda = cuda_available()
     if requested == "unsloth":
         if not cuda:
@@ -168,11 +184,13 @@ def resolve_backend(requested: str) -> str:
             raise BackendError("--backend unsloth: Unsloth is not installed; pip install -r requirements-gpu.txt.")
     elif not (requested == "auto" and cuda and unsloth_installed()):
         return "transformers"
-    if world_size() > 1 and sharded_launch():
-        logger.warning("Unsloth is not sharded by FSDP / DeepSpeed; the transformers backend is used")
+    if not launch_allows_unsloth(requested):
+        if sharded_launch():
+            logger.warning("Unsloth is not sharded by FSDP / DeepSpeed; the transformers backend is used")
+        else:
+            logger.info("%d processes: the transformers backend (faster than Unsloth under DDP)", world_size())
         return "transformers"
-    if world_size() > 1 and requested == "auto":
-        logger.info("%d processes: the transformers backend (faster than Unsloth under DDP)", world_size())
+    if requested == "auto" and not unsloth_imported():  # this process decided against Unsloth before
         return "transformers"
     return "unsloth"
 
@@ -354,21 +372,6 @@ def _bnb_config(compute_dtype):
         bnb_4bit_use_double_quant=True,
         **storage,
     )
-
-
-def deepspeed_enabled() -> bool:
-    """True under ``accelerate launch`` with a DeepSpeed config (DeepSpeed itself is imported only then)."""
-    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-
-
-def fsdp_enabled() -> bool:
-    """True under ``accelerate launch`` with an FSDP config (e.g. config/accelerate/fsdp2.yaml)."""
-    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
-
-
-def sharded_launch() -> bool:
-    """DeepSpeed or FSDP: the launcher places the weights, and 4-bit blocks must be stored shardable."""
-    return deepspeed_enabled() or fsdp_enabled()
 
 
 def load_adapter(loaded: LoadedModel, adapter_dir: str | Path) -> None:

@@ -147,12 +147,12 @@ def load_classifier(config: RewardModelConfig):
     from peft import LoraConfig, prepare_model_for_kbit_training
     from transformers import set_seed
 
+    from config_base import deepspeed_enabled
     from models import (
         _bf16_supported,
         _bnb_config,
         _lora_kwargs,
         cuda_available,
-        deepspeed_enabled,
         load_tokenizer,
         resolve_model_path,
     )

@@ -406,8 +406,11 @@ def main() -> None:
     args = parser.parse_args()
     args.trl_extra = json.loads(args.trl_json)
     os.environ.setdefault("WANDB_MODE", "disabled")
-    if args.row.startswith("unsloth"):
-        import unsloth  # noqa: F401  (before TRL and transformers, as in the CLI)
+    from config_base import import_unsloth_first
+
+    # The row's backend decides the import before anything imports transformers or TRL, as in the CLI (``import
+    # config`` alone would import Unsloth on a GPU host, and its patched TRL trainer refuses plain PEFT models).
+    import_unsloth_first(OURS.get(args.row, ("transformers",))[0])
 
     runner = PlainTRLRunner(args) if args.row == "trl_bf16" else OursRunner(args)
     for spec in args.points.split(","):

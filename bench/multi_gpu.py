@@ -176,6 +176,10 @@ def main() -> None:
     args.run_dir = args.runs / args.name
     log = args.runs / f"{args.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    # A machine kept warm between device calls still holds the last call's scratch runs: the CLI rightly refuses
+    # a finished run's folder, and the row must not then report that old run's metrics.
+    if args.run_dir.exists():
+        shutil.rmtree(args.run_dir)
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{os.environ.get('PYTHONPATH', '')}"}
     if args.time_limit:
         env["PYTHONPATH"] = f"{ROOT / 'bench' / 'stackdump'}:{env['PYTHONPATH']}"

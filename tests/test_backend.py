@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import config_base
 import models
 from config import GRPOConfig
 
@@ -21,14 +22,55 @@ CHOICES = [
 ]
 
 
-@pytest.mark.parametrize(("requested", "processes", "launcher", "expected"), CHOICES)
-def test_backend_for_the_launch(monkeypatch, requested, processes, launcher, expected):
-    monkeypatch.setattr(models, "cuda_available", lambda: True)
-    monkeypatch.setattr(models, "unsloth_installed", lambda: True)
+def launch(monkeypatch, processes: int, launcher: str | None) -> None:
     monkeypatch.setenv("WORLD_SIZE", str(processes))
     for name in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"):
         monkeypatch.setenv(name, "true" if name == launcher else "false")
+
+
+def on_a_gpu_with_unsloth(monkeypatch) -> None:
+    """A CUDA host with Unsloth installed, as both the import decision and the backend choice see it."""
+    import importlib.util
+
+    import torch
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if name == "unsloth" else find_spec(name, *a)
+    )
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(models, "cuda_available", lambda: True)
+    monkeypatch.setattr(models, "unsloth_installed", lambda: True)
+
+
+@pytest.mark.parametrize(("requested", "processes", "launcher", "expected"), CHOICES)
+def test_backend_for_the_launch_agrees_with_the_import_decision(monkeypatch, requested, processes, launcher, expected):
+    """The CLI imports Unsloth (``import_unsloth_first``) exactly when the backend will be Unsloth: under DDP with
+    auto, importing it anyway patched TRL and the transformers backend failed (4 x H200: 'for_training')."""
+    on_a_gpu_with_unsloth(monkeypatch)
+    launch(monkeypatch, processes, launcher)
+    imported = config_base.unsloth_may_be_used(requested)
+    assert imported is (expected == "unsloth")
+    monkeypatch.setattr(models, "unsloth_imported", lambda: imported)
     assert models.resolve_backend(requested) == expected
+
+
+def test_transformers_in_a_process_unsloth_patched_is_refused_with_the_fix(monkeypatch):
+    """A script that imported ``config`` (auto: Unsloth imported on a GPU host) and then asks for transformers."""
+    on_a_gpu_with_unsloth(monkeypatch)
+    launch(monkeypatch, 1, None)
+    monkeypatch.setattr(models, "unsloth_imported", lambda: True)
+    with pytest.raises(models.BackendError, match=r"import_unsloth_first\('transformers'\) before importing config"):
+        models.resolve_backend("transformers")
+
+
+def test_auto_follows_a_process_that_decided_against_unsloth(monkeypatch):
+    """``import_unsloth_first('transformers')`` first, then a config with backend auto: transformers, not a late
+    Unsloth import after transformers and TRL."""
+    on_a_gpu_with_unsloth(monkeypatch)
+    launch(monkeypatch, 1, None)
+    monkeypatch.setattr(models, "unsloth_imported", lambda: False)
+    assert models.resolve_backend("auto") == "transformers"
 
 
 def test_without_a_gpu_auto_is_transformers_and_unsloth_is_refused(monkeypatch):
