@@ -44,6 +44,8 @@ unsloth_bf16${tab}170${tab}$bench --row unsloth_bf16 --points auto
 transformers_bf16_compile${tab}200${tab}$bench --row transformers_bf16 --label transformers_bf16_compile --points auto:compile
 JOBS
 fi
+# ONLY="row|row": run just those rows of the stage (e.g. the ones an earlier call lost)
+[ -n "${ONLY:-}" ] && { grep -E "^(${ONLY})${tab}" /tmp/jobs.tsv > /tmp/only.tsv; mv /tmp/only.tsv /tmp/jobs.tsv; }
 mkdir -p /tmp/logs
 python3 bench/gpu_queue.py /tmp/jobs.tsv --deadline $((budget - (SECONDS - started) - 15)) --logs /tmp/logs
 cp /tmp/logs/queue.log "$OUT/"
