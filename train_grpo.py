@@ -396,8 +396,10 @@ def main(
     summary["plot"] = write_plot(run_dir) if is_main_process() else None
     close_run(run_dir, summary["interrupted"], summary["steps"])
     print_train_summary(summary)
-    if summary["interrupted"]:
-        logger.warning("stopped early at step %d; resume with:\n  %s", summary["steps"], resume_command(run_dir))
+    if summary["interrupted"] and is_main_process():
+        logger.warning(
+            "stopped early at step %d; resume with:\n  %s", summary["steps"], resume_command(run_dir, world_size())
+        )
     return summary
 
 
@@ -412,8 +414,11 @@ def write_plot(run_dir: Path) -> str | None:
         return None
 
 
-def resume_command(run_dir: Path) -> str:
-    """The command line of this run, pointed at its directory and its latest checkpoint."""
+def resume_command(run_dir: Path, processes: int = 1) -> str:
+    """The command line of this run, pointed at its directory and its latest checkpoint.
+
+    Under a launcher only the script's part is known here (not ``accelerate launch``'s own options), so the
+    hint says to put the same launch in front: resuming with plain ``python`` would train one process."""
     args, skip = [], False
     for arg in sys.argv[1:]:
         if skip:
@@ -424,9 +429,10 @@ def resume_command(run_dir: Path) -> str:
             continue
         if not arg.startswith(("--resume-from-checkpoint=", "--output-dir=")):
             args.append(arg)
-    return shlex.join(
-        ["python", "train_grpo.py", *args, "--output-dir", str(run_dir), "--resume-from-checkpoint", "latest"]
-    )
+    script = shlex.join(["train_grpo.py", *args, "--output-dir", str(run_dir), "--resume-from-checkpoint", "latest"])
+    if processes > 1:
+        return f"<the same launcher and options as this run ({processes} processes)> {script}"
+    return f"python {script}"
 
 
 def _size(dataset) -> str:

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from checkpoints import resolve_checkpoint
 from conftest import ROOT, run_train_grpo, tiny_cli_args
 from plot_run import main as plot_main
-from train_grpo import cli
+from train_grpo import cli, resume_command
 
 
 def tiny_args(model_dir: Path, out: Path, *extra: str) -> list[str]:
@@ -158,6 +158,19 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tiny_model_dir,
     text = log.read_text()
     assert "SIGINT received" in text and "--resume-from-checkpoint latest" in text
     assert f"--output-dir {out}" in text
+
+
+@pytest.mark.parametrize(
+    ("processes", "start"),
+    [(1, "python train_grpo.py "), (4, "<the same launcher and options as this run (4 processes)> train_grpo.py ")],
+)
+def test_the_resume_command_keeps_the_flags_and_names_the_launch(monkeypatch, processes, start):
+    """Under a launcher, plain `python` would resume on one process; the launcher's own options are not known."""
+    monkeypatch.setattr(
+        sys, "argv", ["train_grpo.py", "--preset", "quick_test", "--output-dir", "old", "--max-steps", "9"]
+    )
+    command = resume_command(Path("runs/a"), processes)
+    assert command == f"{start}--preset quick_test --max-steps 9 --output-dir runs/a --resume-from-checkpoint latest"
 
 
 def test_second_ctrl_c_exits_at_once(tiny_model_dir, tmp_path):

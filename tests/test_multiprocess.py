@@ -39,6 +39,9 @@ def test_two_processes_train_save_and_resume(tiny_model_dir, tmp_path):
     assert steps_by_rank[0] == steps_by_rank[1] == [0, 1], "each rank scores its share of every step"
     assert not (out / "checkpoint-3").exists()
     assert (out / "grpo_training.log").read_text().count("run directory:") == 1, "only the main process logs"
+    said = first.stdout + first.stderr
+    assert said.count("resume with:") == 1, "the resume hint is said once, by the main process"
+    assert "<the same launcher and options as this run (2 processes)> train_grpo.py" in said
 
     resumed = torchrun([*args, "--max-steps", "3", "--resume-from-checkpoint", "latest"], tmp_path, record)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
