@@ -163,7 +163,7 @@ class GRPOTrainer:
             processing_class=loaded.tokenizer,
             callbacks=callbacks,
         )
-        if args.compile_generation and args.cache_implementation == "static" and loaded.backend == "transformers":
+        if args.compile_generation and self._compiles_decoding(args, loaded):
             generation_config = self.trl_trainer.generation_config
             # TRL 1.15 turns compilation off in its generation config; a static cache is what makes it pay off.
             generation_config.disable_compile = False
@@ -172,6 +172,18 @@ class GRPOTrainer:
             generation_config.max_cache_len = static_cache_length(train_dataset, loaded.tokenizer, args)
             logger.info("compiled decoding with a static KV cache of %d tokens", generation_config.max_cache_len)
         return self.trl_trainer
+
+    @staticmethod
+    def _compiles_decoding(args, loaded: LoadedModel) -> bool:
+        """Whether ``compile_generation`` can act here; if not, say why once instead of ignoring it."""
+        why = None
+        if loaded.backend != "transformers":
+            why = f"the {loaded.backend} backend decodes its own way"
+        elif args.cache_implementation != "static":
+            why = f"cache_implementation is {args.cache_implementation!r}; compiled decoding needs 'static'"
+        if why:
+            logger.warning("compile_generation is ignored: %s", why)
+        return why is None
 
     def train(
         self, dataset, eval_dataset=None, resume_from_checkpoint: str | None = None, callbacks: list | None = None

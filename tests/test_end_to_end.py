@@ -188,3 +188,20 @@ def test_compiled_decoding_gets_one_static_cache_size_for_the_run(tiny_model_dir
     plain = GRPOTrainer(build_config(overrides=overrides), reward_functions=trainer.reward_functions)
     plain.loaded = trainer.loaded
     assert plain.build_trl_trainer(rows).generation_config.max_cache_len is None
+
+
+def test_compile_generation_that_cannot_act_says_why(tiny_model_dir, in_tmp_cwd, caplog):
+    """Compiled decoding needs the static cache: with another one the option would do nothing, silently."""
+    from datasets import Dataset
+
+    from config import build_config
+    from grpo_trainer import GRPOTrainer
+
+    overrides = {"model_name": str(tiny_model_dir), "output_dir": "out", "max_steps": 1, "max_completion_length": 8}
+    config = build_config(overrides={**overrides, "compile_generation": True, "cache_implementation": "dynamic"})
+    trainer = GRPOTrainer(config, reward_functions=[lambda completions, **kwargs: [0.0] * len(completions)])
+    trainer.load_model()
+    rows = Dataset.from_list([{"prompt": [{"role": "user", "content": "hi"}], "chosen": "a", "rejected": "b"}])
+    generation_config = trainer.build_trl_trainer(rows).generation_config
+    assert generation_config.disable_compile is True
+    assert "compile_generation is ignored: cache_implementation is 'dynamic'" in caplog.text
