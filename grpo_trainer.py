@@ -76,6 +76,24 @@ def build_rewards(config: GRPOConfig) -> list[RewardFunc]:
     return functions
 
 
+def one_gpu_per_process(args) -> None:
+    """Plain ``python`` on a machine with several GPUs trains on this process's GPU and says how to use them all.
+
+    transformers' Trainer would wrap the model in ``nn.DataParallel`` there, which TRL's GRPOTrainer refuses with
+    an error after the model is loaded; the model sits on one GPU anyway (``device_map``).  Trainer itself sets
+    ``_n_gpu = 1`` for a model it does not replicate, as here."""
+    if world_size() > 1 or args.n_gpu <= 1:
+        return
+    logger.warning(
+        "%d GPUs are visible to one process: training on %s only. To train on all of them: accelerate launch "
+        "--config_file config/accelerate/ddp.yaml --num_processes %d train_grpo.py ... (README: GPU 여러 장)",
+        args.n_gpu,
+        args.device,
+        args.n_gpu,
+    )
+    args._n_gpu = 1
+
+
 class GRPOTrainer:
     """Group Relative Policy Optimization on a LoRA adapter, with the rewards named in ``config``."""
 
@@ -154,6 +172,8 @@ class GRPOTrainer:
 
             use_torch_logprob_kernel()
             allow_indexed_cpu_locations()
+        else:
+            one_gpu_per_process(args)
         self.trl_trainer = trl.GRPOTrainer(
             model=loaded.model,
             reward_funcs=self.reward_functions,

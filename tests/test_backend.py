@@ -117,3 +117,24 @@ def test_a_receiving_process_holds_shapes_only(monkeypatch, tiny_model_dir):
     shapes = {name: (t.shape, t.dtype) for name, t in main.state_dict().items()}
     assert {name: (t.shape, t.dtype) for name, t in receiving.state_dict().items()} == shapes
     assert receiving.generation_config.eos_token_id == main.generation_config.eos_token_id
+
+
+@pytest.mark.parametrize(("processes", "visible", "expected"), [(1, 4, 1), (1, 1, 1), (2, 1, 1), (1, 0, 0)])
+def test_plain_python_with_several_gpus_trains_on_one_and_says_how_to_use_all(
+    monkeypatch, caplog, processes, visible, expected
+):
+    """transformers' Trainer counts every visible GPU for a process without a launcher and would wrap the model in
+    nn.DataParallel, which TRL refuses after the model is loaded (seen on a 4-GPU host with `python`)."""
+    from grpo_trainer import one_gpu_per_process
+
+    launch(monkeypatch, 1, None)
+    config = GRPOConfig()
+    _ = config.device  # transformers sets up the devices (CPU here) and counts them
+    config._n_gpu = visible  # as transformers counts them on a host with that many GPUs
+    launch(monkeypatch, processes, None)
+    one_gpu_per_process(config)
+    assert config.n_gpu == expected
+    said = "GPUs are visible to one process" in caplog.text
+    assert said is (visible > 1 and processes == 1)
+    if said:
+        assert "--num_processes 4" in caplog.text
