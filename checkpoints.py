@@ -17,6 +17,7 @@ import re
 import shutil
 from pathlib import Path
 
+from config_base import deepspeed_enabled, fsdp_enabled
 from models import ModelError
 
 logger = logging.getLogger(__name__)
@@ -88,9 +89,52 @@ def _weights_problem(path: Path) -> str | None:
     return None
 
 
+# How a launch stores the Trainer's state: accelerate's FSDP files, DeepSpeed's global_step* folders, or plain
+# files (one process or DDP); a checkpoint resumes only under the kind of launch that wrote it.
+LAUNCH_KINDS = {
+    "fsdp": "FSDP (accelerate launch --config_file config/accelerate/fsdp2.yaml)",
+    "deepspeed": "DeepSpeed (accelerate launch --config_file config/accelerate/zero2.yaml or zero3.yaml)",
+    "plain": "one process or DDP (python train_grpo.py, or config/accelerate/ddp.yaml)",
+}
+
+
+def written_by(checkpoint: Path) -> str:
+    """The kind of launch (a ``LAUNCH_KINDS`` key) that wrote ``checkpoint``, from the files it left."""
+    if any(checkpoint.glob("pytorch_model_fsdp*")):
+        return "fsdp"
+    if any(checkpoint.glob("global_step*")):
+        return "deepspeed"
+    return "plain"
+
+
+def this_launch() -> str:
+    return "fsdp" if fsdp_enabled() else "deepspeed" if deepspeed_enabled() else "plain"
+
+
+def check_launch_matches(checkpoint: str | Path) -> None:
+    """Refuse, before any loading, a checkpoint another kind of launch wrote: the Trainer fails on it only after the
+    model is loaded (a plain process: "only supported when using PyTorch FSDP"; FSDP on a plain checkpoint: a
+    missing optimizer.bin on one process while the others wait)."""
+    wrote, here = written_by(Path(checkpoint)), this_launch()
+    if wrote != here:
+        raise CheckpointError(
+            f"{checkpoint} was written under {LAUNCH_KINDS[wrote]}, and this run is launched as {LAUNCH_KINDS[here]}; "
+            f"the optimizer state is stored differently. Resume it under the launch that wrote it, or start a new "
+            f"run from its adapter (trained LoRA weights, fresh optimizer): --init-adapter {checkpoint} with another "
+            f"--output-dir."
+        )
+
+
 def resolve_checkpoint(resume: str | None, output_dir: str | Path) -> str | None:
     """The checkpoint folder to resume from: ``resume`` itself, verified, or for 'latest' the newest good one
-    in ``output_dir`` (a damaged newer one is skipped with a warning)."""
+    in ``output_dir`` (a damaged newer one is skipped with a warning); either must match this launch."""
+    checkpoint = _find_checkpoint(resume, output_dir)
+    if checkpoint is not None:
+        check_launch_matches(checkpoint)
+    return checkpoint
+
+
+def _find_checkpoint(resume: str | None, output_dir: str | Path) -> str | None:
     if not resume:
         return None
     if resume != "latest":

@@ -361,6 +361,18 @@ LIFECYCLE_CASES = [
         setup=lambda t: (make_run(t / "out", "interrupted"), (t / "out/checkpoint-4/optimizer.pt").unlink()),
     ),
     Case(
+        "run-resume-fsdp-checkpoint-in-one-process",  # accelerate launch (FSDP) first, then plain python
+        [*DATA, *OUT, "--resume-from-checkpoint", "latest"],
+        2,
+        ["{tmp}/out/checkpoint-4", "written under FSDP", "--init-adapter"],
+        {"data.jsonl": GOOD},
+        setup=lambda t: (
+            make_run(t / "out", "interrupted"),
+            (t / "out/checkpoint-4/optimizer.pt").rename(t / "out/checkpoint-4/optimizer.bin"),
+            (t / "out/checkpoint-4/pytorch_model_fsdp.bin").write_bytes(b"m"),
+        ),
+    ),
+    Case(
         "run-resume-latest-all-damaged",
         [*DATA, *OUT, "--resume-from-checkpoint", "latest"],
         2,

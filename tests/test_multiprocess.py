@@ -83,6 +83,11 @@ def test_fsdp2_processes_train_checkpoint_and_resume(tiny_model_dir, tmp_path):
     assert {"optimizer.bin", "pytorch_model_fsdp.bin", "adapter_model.safetensors"} <= {
         path.name for path in (out / "checkpoint-2").iterdir()
     }
+    # resuming it in one plain process is refused before loading, with the two ways on (it failed after loading)
+    plain_env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    plain = run_train_grpo([*args, "--max-steps", "3", "--resume-from-checkpoint", "latest"], tmp_path, plain_env)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr, plain.stderr[-3000:]
+    assert "was written under FSDP" in plain.stderr and "--init-adapter" in plain.stderr
     resumed = torchrun(
         [*args, "--max-steps", "3", "--resume-from-checkpoint", "latest"], tmp_path, record, **FSDP2_ON_CPU
     )
@@ -91,7 +96,7 @@ def test_fsdp2_processes_train_checkpoint_and_resume(tiny_model_dir, tmp_path):
     assert "resuming from" in log and "checkpoint-2 (step 2)" in log
     assert json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["global_step"] == 3
     # the adapter the FSDP run saved loads into one plain process, as a user evaluates it
-    evaluation = run_train_grpo([*args, "--eval-only"], tmp_path, {**os.environ, "PYTHONPATH": str(ROOT / "tests")})
+    evaluation = run_train_grpo([*args, "--eval-only"], tmp_path, plain_env)
     assert evaluation.returncode == 0, evaluation.stderr[-3000:]
     assert "loaded adapter weights" in (out / "grpo_training.log").read_text()
 

@@ -284,6 +284,47 @@ def test_an_fsdp_checkpoint_is_complete(tmp_path, optimizer_state):
     assert checkpoint_problem(checkpoint) is None
 
 
+def _fsdp_files(checkpoint: Path) -> None:
+    (checkpoint / "optimizer.pt").unlink()
+    (checkpoint / "pytorch_model_fsdp.bin").write_bytes(b"m")
+    (checkpoint / "optimizer.bin").write_bytes(b"o")
+
+
+def _deepspeed_files(checkpoint: Path) -> None:
+    (checkpoint / "optimizer.pt").unlink()
+    (checkpoint / "global_step2").mkdir()
+
+
+@pytest.mark.parametrize(
+    ("files", "launcher", "refused"),
+    [
+        (None, None, None),
+        (_fsdp_files, "ACCELERATE_USE_FSDP", None),
+        (_deepspeed_files, "ACCELERATE_USE_DEEPSPEED", None),
+        # seen on CPU through the real CLI: plain python on an FSDP checkpoint failed after loading the model
+        # ("only supported when using PyTorch FSDP"), FSDP on a plain one lacked optimizer.bin on one process
+        (_fsdp_files, None, "written under FSDP"),
+        (None, "ACCELERATE_USE_FSDP", "written under one process or DDP"),
+        (_deepspeed_files, None, "written under DeepSpeed"),
+        (_fsdp_files, "ACCELERATE_USE_DEEPSPEED", "launched as DeepSpeed"),
+    ],
+    ids=["plain", "fsdp", "deepspeed", "fsdp-by-plain", "plain-by-fsdp", "deepspeed-by-plain", "fsdp-by-deepspeed"],
+)
+def test_a_checkpoint_resumes_under_the_kind_of_launch_that_wrote_it(tmp_path, monkeypatch, files, launcher, refused):
+    checkpoint = make_checkpoint(tmp_path, 2)
+    if files:
+        files(checkpoint)
+    for name in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"):
+        monkeypatch.setenv(name, "true" if name == launcher else "false")
+    if refused is None:
+        assert resolve_checkpoint("latest", tmp_path) == str(checkpoint)
+        return
+    for resume in ("latest", str(checkpoint)):
+        with pytest.raises(CheckpointError, match=refused) as err:
+            resolve_checkpoint(resume, tmp_path)
+        assert f"--init-adapter {checkpoint} with another --output-dir" in str(err.value)
+
+
 def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-5])
 
