@@ -17,7 +17,7 @@ import re
 import shutil
 from pathlib import Path
 
-from config_base import deepspeed_enabled, fsdp_enabled
+from config_base import deepspeed_enabled, fsdp_enabled, world_size
 from models import ModelError
 
 logger = logging.getLogger(__name__)
@@ -125,12 +125,32 @@ def check_launch_matches(checkpoint: str | Path) -> None:
         )
 
 
+def written_by_processes(checkpoint: Path) -> int:
+    """How many processes wrote ``checkpoint``: the Trainer saves one RNG state per process (rng_state_<i>.pth)."""
+    return max(1, len(list(checkpoint.glob("rng_state_*.pth"))))
+
+
+def warn_if_process_count_changed(checkpoint: str | Path) -> None:
+    """Resuming with another number of processes works, but each step then sees another global batch."""
+    before, now = written_by_processes(Path(checkpoint)), world_size()
+    if before != now:
+        logger.warning(
+            "%s was written by %d process(es), this run has %d: each optimizer step now takes %s as many completions, "
+            "and the data order differs from a run that was not interrupted",
+            checkpoint,
+            before,
+            now,
+            f"{now / before:g} times",
+        )
+
+
 def resolve_checkpoint(resume: str | None, output_dir: str | Path) -> str | None:
     """The checkpoint folder to resume from: ``resume`` itself, verified, or for 'latest' the newest good one
     in ``output_dir`` (a damaged newer one is skipped with a warning); either must match this launch."""
     checkpoint = _find_checkpoint(resume, output_dir)
     if checkpoint is not None:
         check_launch_matches(checkpoint)
+        warn_if_process_count_changed(checkpoint)
     return checkpoint
 
 

@@ -325,6 +325,24 @@ def test_a_checkpoint_resumes_under_the_kind_of_launch_that_wrote_it(tmp_path, m
         assert f"--init-adapter {checkpoint} with another --output-dir" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("rng_files", "processes", "said"), [(0, 1, None), (2, 2, None), (2, 1, "0.5 times"), (0, 4, "4 times")]
+)
+def test_a_resume_with_another_process_count_says_what_changes(
+    tmp_path, monkeypatch, caplog, rng_files, processes, said
+):
+    """Seen on CPU: a 2-process DDP checkpoint resumed by plain python trains on, with half the global batch."""
+    checkpoint = make_checkpoint(tmp_path, 2)
+    for rank in range(rng_files):
+        (checkpoint / f"rng_state_{rank}.pth").write_bytes(b"r")
+    monkeypatch.setenv("WORLD_SIZE", str(processes))
+    with caplog.at_level(logging.WARNING):
+        assert resolve_checkpoint("latest", tmp_path) == str(checkpoint)
+    assert ("written by" in caplog.text) is (said is not None)
+    if said:
+        assert f"{max(rng_files, 1)} process(es), this run has {processes}" in caplog.text and said in caplog.text
+
+
 def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-5])
 
