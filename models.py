@@ -186,13 +186,25 @@ def _backend_for_launch(requested: str) -> str:
         return "transformers"
     if not launch_allows_unsloth(requested):
         if sharded_launch():
-            logger.warning("Unsloth is not sharded by FSDP / DeepSpeed; the transformers backend is used")
+            _say_once(logging.WARNING, "Unsloth is not sharded by FSDP / DeepSpeed; the transformers backend is used")
         else:
-            logger.info("%d processes: the transformers backend (faster than Unsloth under DDP)", world_size())
+            _say_once(
+                logging.INFO, f"{world_size()} processes: the transformers backend (faster than Unsloth under DDP)"
+            )
         return "transformers"
     if requested == "auto" and not unsloth_imported():  # this process decided against Unsloth before
         return "transformers"
     return "unsloth"
+
+
+_said: set[str] = set()
+
+
+def _say_once(level: int, message: str) -> None:
+    """The backend is resolved when the config is built and again when the model loads; its reason is said once."""
+    if message not in _said:
+        _said.add(message)
+        logger.log(level, message)
 
 
 @dataclass

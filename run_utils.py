@@ -19,6 +19,7 @@ from pathlib import Path
 
 from checkpoints import CheckpointError, clear_staging, complete_checkpoints, read_trainer_state, resolve_checkpoint
 from config import ConfigError, GRPOConfig
+from config_base import world_size
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +34,6 @@ TRACKED_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datas
 
 class RunDirError(RuntimeError):
     """A run directory or checkpoint that this run may not use as asked; the message gives the options."""
-
-
-def world_size() -> int:
-    """Processes in this run (set by torchrun / accelerate launch)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def is_main_process() -> bool:

@@ -138,3 +138,13 @@ def test_plain_python_with_several_gpus_trains_on_one_and_says_how_to_use_all(
     assert said is (visible > 1 and processes == 1)
     if said:
         assert "--num_processes 4" in caplog.text
+
+
+def test_the_reason_for_the_backend_is_said_once_per_process(monkeypatch, caplog):
+    """The config build and the model load both resolve the backend; the log said its reason twice."""
+    on_a_gpu_with_unsloth(monkeypatch)
+    launch(monkeypatch, 2, "ACCELERATE_USE_FSDP")
+    monkeypatch.setattr(models, "_said", set())
+    for _ in range(2):
+        assert models.resolve_backend("auto") == "transformers"
+    assert caplog.text.count("Unsloth is not sharded by FSDP") == 1
