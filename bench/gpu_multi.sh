@@ -23,8 +23,11 @@ row="python3 bench/multi_gpu.py --model $qwen --out $OUT/multi.jsonl"
 tab=$'\t'
 # More timed rounds (28 steps = 7 rounds, 6 timed) for the ratios, with the KV-cache rule reading
 # steps_per_generation (the scaling rows ran with the static cache; t1s in the sharded stage is t1k with it).
+# t1o: t1k with one OpenMP thread, as the launchers set it for each of several processes: the DDP rows' generation
+# rounds took 15.5 s against 12.2 s alone (fifth session), while their training steps took the same time.
 rounds="t1k${tab}150${tab}$row --name t1k --gpus 1 -- --backend transformers --max-steps 28 $flags
 t2k@2${tab}160${tab}$row --name t2k --gpus 2 --launch ddp --port 29511 -- --backend transformers --max-steps 28 $flags
+t1o${tab}150${tab}OMP_NUM_THREADS=1 $row --name t1o --gpus 1 -- --backend transformers --max-steps 28 $flags
 u1k${tab}190${tab}$row --name u1k --gpus 1 -- --backend unsloth --max-steps 28 $flags
 t4k@4${tab}150${tab}$row --name t4k --gpus 4 --launch ddp --port 29512 -- --backend transformers --max-steps 28 $flags
 u2k@2${tab}200${tab}$row --name u2k --gpus 2 --launch ddp --port 29513 -- --backend unsloth --max-steps 28 $flags"
