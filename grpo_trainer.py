@@ -195,7 +195,7 @@ class GRPOTrainer:
 
     @staticmethod
     def _compiles_decoding(args, loaded: LoadedModel) -> bool:
-        """Whether ``compile_generation`` can act here; if not, say why once instead of ignoring it."""
+        """Whether ``compile_generation`` can act here; if not, say why instead of ignoring it silently."""
         why = None
         if loaded.backend != "transformers":
             why = f"the {loaded.backend} backend decodes its own way"
