@@ -393,12 +393,17 @@ def open_run_dir(plan: RunPlan) -> Path:
     """Create the run directory of ``plan`` (moving an old run aside for --overwrite) and mark it running;
     called once the run's inputs have been checked.  Only the main process writes."""
     if is_main_process():
+        # The folder was checked before the data and the model were loaded; another run may have taken it since.
+        if plan.action != EVALUATE and run_dir_state(plan.path) == RUNNING:
+            raise RunDirError(_in_use(plan.path))
         if plan.action == REPLACE:
             moved = _move_aside(plan.path)
             logger.warning("--overwrite: the previous contents of %s were moved to %s", plan.path, moved)
         created = not plan.path.exists()
         try:
             plan.path.mkdir(parents=True, exist_ok=True)
+            if plan.action in (START, REPLACE):
+                _claim(plan.path)
             if plan.action == RESUME:
                 clear_staging(plan.path)
             if plan.action != EVALUATE:
@@ -412,6 +417,19 @@ def open_run_dir(plan: RunPlan) -> Path:
 
         PartialState().wait_for_everyone()
     return plan.path
+
+
+def _claim(run_dir: Path) -> None:
+    """Take a new run's folder atomically: its marker is created only if absent (a hard link fails on an existing
+    name), so of two runs started into one folder within the same model-loading time only the first trains there."""
+    temporary = run_dir / f".{RUN_STATE_FILE}.{os.getpid()}.claim"
+    temporary.write_text(json.dumps({"state": RUNNING, "pid": os.getpid(), "host": socket.gethostname()}) + "\n")
+    try:
+        os.link(temporary, run_dir / RUN_STATE_FILE)
+    except FileExistsError:
+        raise RunDirError(_in_use(run_dir)) from None
+    finally:
+        temporary.unlink()
 
 
 def _move_aside(path: Path) -> Path:

@@ -41,6 +41,7 @@ from run_utils import (
     RESUME,
     RUN_STATE_FILE,
     RUNNING,
+    START,
     RunDirError,
     StdoutToLog,
     TerminalHandler,
@@ -232,6 +233,20 @@ def test_evaluation_and_preview_never_move_or_mark_a_run(tmp_path):
     open_run_dir(plan)
     assert snapshot(run) == before
     assert decide_run_dir(config(tmp_path / "none"), explicit=True, previewing=True).action == EVALUATE
+
+
+def test_of_two_runs_started_into_one_folder_only_the_first_takes_it(tmp_path):
+    """Both checked the folder before loading their data and model (it was free); the second to open it is refused
+    instead of writing its checkpoints and metrics between the first's (seen with two runs 1.5 s apart)."""
+    run = tmp_path / "run"
+    first = decide_run_dir(config(run), explicit=True)
+    second = decide_run_dir(config(run), explicit=True)
+    assert first.action == second.action == START
+    open_run_dir(first)
+    before = snapshot(run)
+    with pytest.raises(RunDirError, match="is in use by a run in progress"):
+        open_run_dir(second)
+    assert snapshot(run) == before, "the first run's folder is left as it was"
 
 
 def test_output_dir_that_is_a_file(tmp_path):
