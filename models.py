@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -386,6 +387,25 @@ def _bnb_config(compute_dtype):
     )
 
 
+def _adapter_misfit(adapter_dir: str | Path, what: str, err: Exception | None) -> str:
+    """One line for an adapter that does not fit the model: what it was trained with, and the flags that match."""
+    saved: dict = {}
+    with contextlib.suppress(OSError, ValueError):
+        saved = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
+    trained = ", ".join(
+        f"{flag} {saved[key]}"
+        for key, flag in (("base_model_name_or_path", "--model"), ("r", "--lora-rank"))
+        if saved.get(key) is not None
+    )
+    # torch lists every mismatch on its own line after a heading; the first one shows the shapes
+    lines = str(err).strip().splitlines() if err else []
+    example = f" ({lines[1].strip()})" if len(lines) > 1 else ""
+    return (
+        f"the adapter in {adapter_dir} does not fit this model: {what}{example}. "
+        f"It was trained with {trained or 'settings its adapter_config.json does not say'}; use the same ones."
+    )
+
+
 def load_adapter(loaded: LoadedModel, adapter_dir: str | Path) -> None:
     """Load saved LoRA weights into ``loaded.model`` (same base, same LoRA shape)."""
     from peft import set_peft_model_state_dict
@@ -394,10 +414,12 @@ def load_adapter(loaded: LoadedModel, adapter_dir: str | Path) -> None:
     weights = Path(adapter_dir) / "adapter_model.safetensors"
     if not weights.is_file():
         raise ModelError(f"no adapter_model.safetensors in {adapter_dir}; give a run folder or a checkpoint folder.")
-    result = set_peft_model_state_dict(loaded.model, load_file(str(weights)))
+    try:
+        result = set_peft_model_state_dict(loaded.model, load_file(str(weights)))
+    except RuntimeError as err:  # torch's "size mismatch for ...": another LoRA rank or another base model
+        raise ModelError(_adapter_misfit(adapter_dir, "its LoRA weights have other shapes", err)) from None
     if result.unexpected_keys:
         raise ModelError(
-            f"the adapter in {adapter_dir} does not fit this model ({len(result.unexpected_keys)} unexpected keys); "
-            "was it trained on another base model or LoRA settings?"
+            _adapter_misfit(adapter_dir, f"{len(result.unexpected_keys)} of its weights have no place", None)
         )
     logger.info("loaded adapter weights from %s", adapter_dir)

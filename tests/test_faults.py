@@ -435,6 +435,15 @@ LIFECYCLE_CASES = [
         setup=lambda t: _interrupted_tiny_run(t, base="elsewhere/model"),
     ),
     Case(
+        "run-init-adapter-of-another-rank",  # found by a fault hunt: torch's 30-line size-mismatch block, exit 1
+        [*TINY, *DATA, *OUT, "--lora-rank", "8", "--init-adapter", "{tmp}/adapter"],
+        2,
+        ["{tmp}/adapter", "does not fit this model", "--lora-rank 4"],
+        {"data.jsonl": GOOD},
+        model=True,
+        setup=lambda t: _rank_4_adapter(t / "adapter", _MODEL_DIR[0]),
+    ),
+    Case(
         "run-reward-raises-in-training",
         [*TINY, *DATA, *OUT, "--reward-function", "rw_train_raises.score"],
         0,
@@ -533,6 +542,15 @@ def _interrupted_tiny_run(tmp: Path, base: str) -> None:
     checkpoint = make_checkpoint(run, 1, max_steps=1)
     config = json.loads((checkpoint / "adapter_config.json").read_text())
     (checkpoint / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": base}))
+
+
+def _rank_4_adapter(folder: Path, base: str) -> None:
+    """A real rank-4 LoRA adapter of ``base`` (PEFT's own save), as a finished run leaves it."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=4, target_modules="all-linear"))
+    model.save_pretrained(folder)
 
 
 def _boom(*args, **kwargs):
