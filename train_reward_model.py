@@ -270,6 +270,13 @@ def main(config: RewardModelConfig, *, output_dir_given: bool = True) -> dict[st
     config.output_dir, config.resume_from_checkpoint = str(plan.path), plan.checkpoint
     train, heldout = load_pairs(config)
     trainer = build_trainer(config, train, heldout, [MetricsLogger(plan.path)])
+    if len(trainer.train_dataset) == 0:  # TRL drops the pairs longer than max_length; nothing would be trained
+        from data_loader import DataError
+
+        raise DataError(
+            f"none of the {len(train)} training pairs fits max_length {config.max_length} (prompt plus answer, "
+            "in tokens); raise --max-length or use shorter pairs."
+        )
 
     run_dir = open_run_dir(plan)
     setup_logging(run_dir)

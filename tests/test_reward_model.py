@@ -276,6 +276,8 @@ def error_lines(cwd: Path) -> list[str]:
         ("unknown config key", ["--config", "{config}"], ["unknown key(s) group_size"]),
         ("no pairs in the data", ["--custom-data", "{qa}", "--eval-samples", "0"], ["no training row has both"]),
         ("missing model folder", ["--model", "./no-such-model"], ["does not exist"]),
+        # found by a fault hunt: TRL dropped every pair and the sampler raised a traceback
+        ("every pair too long", ["--max-length", "3"], ["fits max_length 3", "--max-length"]),
     ],
 )
 def test_cli_bad_input_is_one_error_line_and_exit_2(case, args, words, in_tmp_cwd, tiny_model_dir):
