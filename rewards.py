@@ -32,6 +32,8 @@ import inspect
 import itertools
 import logging
 import math
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -260,6 +262,14 @@ def load_function(spec: str) -> RewardFunc:
     return fn
 
 
+def _importable_from_the_working_directory() -> None:
+    """``my_rewards.score`` names a module beside the user, as ``python -m`` would find it; ``python
+    path/to/train_grpo.py`` puts only the script's own folder on the path (appended: installed packages win)."""
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.append(here)
+
+
 def _load_module(spec: str, module_part: str):
     """Import a reward module from a ``.py`` path or a dotted name, turning any failure into a ConfigError."""
     path = Path(module_part)
@@ -267,6 +277,7 @@ def _load_module(spec: str, module_part: str):
         raise ConfigError(f"reward function {spec!r}: file {path} not found; give an existing .py file.")
     try:
         if not module_part.endswith(".py"):
+            _importable_from_the_working_directory()
             return importlib.import_module(module_part)
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(module_spec)

@@ -363,6 +363,17 @@ def test_reward_module_that_fails_to_import_is_one_config_error(tmp_path, source
     assert message in str(err.value) and str(plugin) in str(err.value)
 
 
+def test_a_dotted_reward_module_beside_the_user_is_found(tmp_path, monkeypatch):
+    """`python path/to/train_grpo.py --reward-function my_rewards.score` from the folder holding my_rewards.py: the
+    working directory was not on the import path (found by a fault hunt: "No module named 'my_rewards'")."""
+    (tmp_path / "my_rewards_beside.py").write_text(
+        "def score(completions, **kw):\n    return [1.0] * len(completions)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert load_function("my_rewards_beside.score")(["a", "b"]) == [1.0, 1.0]
+
+
 STUCK_SCRIPT = """
 import signal, sys, time
 sys.path.insert(0, {root!r})
