@@ -278,9 +278,12 @@ def decide_run_dir(
 
 
 def _decide(config: GRPOConfig, explicit: bool, evaluating: bool) -> RunPlan:
+    if not str(config.output_dir or "").strip():
+        raise RunDirError("output_dir is empty; give the run a folder of its own, e.g. --output-dir grpo_outputs/run1.")
     path = Path(config.output_dir)
     if evaluating:
         return RunPlan(path, EVALUATE, found=run_dir_state(path))
+    _refuse_a_folder_that_is_not_the_runs(path, config)
     resume = config.resume_from_checkpoint
     if resume and resume != "latest" and not explicit:
         path = Path(resume).parent  # without --output-dir, a checkpoint continues the run it belongs to
@@ -296,6 +299,31 @@ def _decide(config: GRPOConfig, explicit: bool, evaluating: bool) -> RunPlan:
     if not explicit:
         return RunPlan(next_free_dir(path), START)
     raise RunDirError(_occupied(path, state))
+
+
+def _refuse_a_folder_that_is_not_the_runs(path: Path, config: GRPOConfig) -> None:
+    """The working directory (or a folder above it) is never a run's folder, and --overwrite never moves the
+    model or the data aside: found by a fault hunt, where `--output-dir $PWD --overwrite` moved the user's files
+    to <dir>.old-<time> and `--output-dir <model folder> --overwrite` moved the base model."""
+    here, target = Path.cwd().resolve(), path.resolve()
+    if target == here or target in here.parents:
+        raise RunDirError(
+            f"output directory {path} is the working directory or holds it; give the run a folder of its own, "
+            "e.g. --output-dir grpo_outputs/run1."
+        )
+    if not config.overwrite_output_dir:
+        return
+    inputs = [("model", getattr(config, "model_name", None))]
+    inputs += [("data", getattr(config, key, None)) for key in ("dataset_name", "dataset_path")]
+    for what, given in inputs:
+        if (
+            given
+            and Path(given).exists()
+            and (target == Path(given).resolve() or target in Path(given).resolve().parents)
+        ):
+            raise RunDirError(
+                f"--overwrite would move the {what} {given} aside with {path}; choose another --output-dir."
+            )
 
 
 def _plan_resume(path: Path, state: str, resume: str, overwrite: bool) -> RunPlan:

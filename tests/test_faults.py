@@ -338,6 +338,22 @@ LIFECYCLE_CASES = [
         setup=_live_run,
     ),
     Case("run-foreign-files", [*DATA, *OUT], 2, ["{tmp}/out", "not a run"], {"data.jsonl": GOOD, "out/notes.txt": "x"}),
+    # found by a fault hunt: --overwrite moved the user's working directory (data and notes) to <dir>.old-<time>
+    Case(
+        "run-output-dir-is-the-working-directory",
+        [*DATA, "--output-dir", "{tmp}", "--overwrite"],
+        2,
+        ["{tmp}", "is the working directory"],
+        {"data.jsonl": GOOD, "notes.txt": "x"},
+    ),
+    Case("run-output-dir-dot", [*DATA, "--output-dir", "."], 2, ["working directory"], {"data.jsonl": GOOD}),
+    Case(
+        "run-overwrite-would-move-the-data",
+        [*DATA, "--output-dir", "{tmp}/d", "--custom-data", "{tmp}/d/data.jsonl", "--overwrite"],
+        2,
+        ["would move the data", "{tmp}/d/data.jsonl"],
+        {"d/data.jsonl": GOOD},
+    ),
     Case(
         "run-resume-latest-nothing",
         [*DATA, *OUT, "--resume-from-checkpoint", "latest"],
