@@ -370,9 +370,13 @@ def _occupied(path: Path, state: str) -> str:
     kept = f"It is kept as it is: pass --overwrite to move it aside (to {path}.old-<time>) and start over"
     if state == INTERRUPTED:
         last = complete_checkpoints(path)
-        where = f"last checkpoint {last[-1].name}" if last else "no checkpoint"
+        if not last:  # a run that failed or was stopped before its first checkpoint: nothing to continue
+            return (
+                f"output directory {path} holds a run that stopped before its first checkpoint. {kept}, or choose "
+                "another --output-dir."
+            )
         return (
-            f"output directory {path} holds an interrupted run ({where}). Continue it with "
+            f"output directory {path} holds an interrupted run (last checkpoint {last[-1].name}). Continue it with "
             f"--resume-from-checkpoint latest. {kept}, or choose another --output-dir."
         )
     what = "a finished run" if state == FINISHED else "files that are not a run of this trainer"

@@ -208,6 +208,14 @@ def test_a_running_run_is_left_alone_even_with_overwrite(tmp_path, live_pid):
     assert snapshot(run) == before
 
 
+def test_a_run_that_stopped_before_its_first_checkpoint_is_not_offered_a_resume(tmp_path):
+    """Found by a fault hunt: the advice was --resume-from-checkpoint latest, which then found no checkpoint."""
+    run = make_run(tmp_path / "run", INTERRUPTED, steps=())
+    with pytest.raises(RunDirError, match="stopped before its first checkpoint") as err:
+        decide_run_dir(config(run), explicit=True)
+    assert "--resume-from-checkpoint" not in str(err.value) and "--overwrite" in str(err.value)
+
+
 def test_an_interrupted_run_resumes_and_is_marked(tmp_path):
     run = make_run(tmp_path / "run", INTERRUPTED)
     (run / STAGING_DIR / "checkpoint-5").mkdir(parents=True)  # a save that a kill cut short
