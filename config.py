@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import enum
 import functools
+import importlib.util
 import json
 import logging
 import math
@@ -50,6 +51,7 @@ from config_base import (
 import_unsloth_first()  # Unsloth patches TRL and transformers only if it is imported before them
 
 import trl  # noqa: E402
+from transformers.generation.configuration_utils import ALL_CACHE_IMPLEMENTATIONS  # noqa: E402
 
 __all__ = [
     "BACKENDS",
@@ -179,6 +181,26 @@ class GRPOConfig(trl.GRPOConfig):
         except ValueError as err:
             raise ConfigError(f"trainer settings rejected by TRL: {err}") from None
 
+    def _check_optional_packages(self) -> None:
+        """Settings that need a package this project does not install: transformers and TRL import it only when
+        training starts, after the model is loaded (found by a fault hunt)."""
+        needs = [
+            ("use_liger_kernel", self.use_liger_kernel, "liger_kernel", "liger-kernel"),
+            ("use_vllm", self.use_vllm, "vllm", "vllm (see README: vLLM)"),
+            (
+                "optim",
+                isinstance(self.optim, str) and ("bnb" in self.optim or "8bit" in self.optim),
+                "bitsandbytes",
+                "bitsandbytes",
+            ),
+        ]
+        for key, needed, module, package in needs:
+            if needed and importlib.util.find_spec(module) is None:
+                raise ConfigError(
+                    f"{key}={getattr(self, key)!r} needs {package}, which is not installed here; install it, or "
+                    f"leave {key} out."
+                )
+
     def _machine_defaults(self) -> None:
         """bf16 only where the GPU has it; CPU training where there is no GPU (TRL would refuse otherwise)."""
         import torch
@@ -190,6 +212,7 @@ class GRPOConfig(trl.GRPOConfig):
 
     def _check_own_settings(self) -> None:
         """Relations between settings that one value alone cannot show."""
+        self._check_optional_packages()
         if self.max_completion_length is not None and self.max_completion_length >= self.max_seq_length:
             raise ConfigError(
                 f"max_completion_length ({self.max_completion_length}) must be below max_seq_length "
@@ -270,7 +293,15 @@ POSITIVE = {
 }
 NON_NEGATIVE = {"beta", "eval_samples", "warmup_steps", "weight_decay", "max_grad_norm", "seed", "eval_steps"}
 NON_NEGATIVE |= {"log_completions_steps", "save_total_limit", "top_k"}
-CHOICES = {"backend": BACKENDS, "reward_config_name": tuple(REWARD_WEIGHT_PRESETS)}
+CHOICES = {
+    "backend": BACKENDS,
+    "reward_config_name": tuple(REWARD_WEIGHT_PRESETS),
+    # TRL 1.15 checks these two only inside the first training step (its help text lists the values), and
+    # transformers the cache only when it generates: a typo would fail after the model is loaded.
+    "loss_type": ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
+    "scale_rewards": ("group", "batch", "none"),  # or true / false
+    "cache_implementation": ALL_CACHE_IMPLEMENTATIONS,
+}
 
 
 @typing.no_type_check
@@ -354,6 +385,19 @@ def _check_special(key: str, value: Any) -> None:
         raise ConfigError(f"num_generations (group_size)={value}: GRPO compares completions, it needs at least 2.")
     if (key == "max_steps" and value == 0) or (key == "max_steps" and value < -1):
         raise ConfigError(f"max_steps={value}: give a positive number of steps, or -1 to train by epochs.")
+    if key == "report_to" and isinstance(value, list):
+        from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+        unknown = [v for v in value if v not in (*INTEGRATION_TO_CALLBACK, "all", "none")]
+        if unknown:
+            raise ConfigError(
+                f"report_to {', '.join(unknown)}: not a tracker transformers knows; choose from "
+                f"{', '.join(INTEGRATION_TO_CALLBACK)}, all or none."
+            )
+    if key == "lora_target_modules" and isinstance(value, list) and not value:
+        raise ConfigError(
+            "lora_target_modules is empty; name the layers to adapt, e.g. q_proj, v_proj (or leave it out)."
+        )
     if key == "lora_dropout" and not 0 <= value < 1:
         raise ConfigError(f"lora_dropout={value}: must be in [0, 1).")
     if key == "reward_functions":
@@ -493,6 +537,19 @@ def check_batch_arithmetic(values: dict[str, Any], processes: int = 1) -> None:
     )
 
 
+def check_reward_weight_count(values: dict[str, Any]) -> None:
+    """Weights given in a layer need one value per reward (TRL found out only after the model was loaded). A
+    trainer built in Python with its own reward functions passes its own weights and is not checked here."""
+    weights, names = values.get("reward_weights"), values.get("reward_functions") or []
+    expected = len(names) + (1 if values.get("reward_model") else 0)
+    if weights is not None and len(weights) != expected:
+        raise ConfigError(
+            f"reward_weights has {len(weights)} value(s) for {expected} reward(s) ({', '.join(names)}"
+            f"{' and reward_model' if values.get('reward_model') else ''}); give one weight per reward, in that "
+            "order (or set weights in the reward config)."
+        )
+
+
 def build_config(
     preset: str | None = None,
     config_file: str | Path | None = None,
@@ -515,6 +572,7 @@ def build_config(
         raise ConfigError("generation_batch_size and steps_per_generation both set the generation batch; keep one.")
     if check_batches:
         check_batch_arithmetic(values, world_size())
+    check_reward_weight_count(values)
     values |= derived_defaults(values)
     try:
         return GRPOConfig(**values)

@@ -24,6 +24,7 @@ import torch
 
 # isort: off
 from config import (
+    ConfigError,
     GRPOConfig,
     reward_weights_for,
 )  # first: it imports Unsloth, when it may be the backend, before transformers/TRL
@@ -174,15 +175,18 @@ class GRPOTrainer:
             allow_indexed_cpu_locations()
         else:
             one_gpu_per_process(args)
-        self.trl_trainer = trl.GRPOTrainer(
-            model=loaded.model,
-            reward_funcs=self.reward_functions,
-            args=args,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=loaded.tokenizer,
-            callbacks=callbacks,
-        )
+        try:
+            self.trl_trainer = trl.GRPOTrainer(
+                model=loaded.model,
+                reward_funcs=self.reward_functions,
+                args=args,
+                train_dataset=train_dataset,
+                eval_dataset=eval_dataset,
+                processing_class=loaded.tokenizer,
+                callbacks=callbacks,
+            )
+        except (ValueError, ImportError) as err:  # TRL's and Trainer's checks of the settings, optional packages
+            raise ConfigError(f"trainer settings rejected by TRL: {err}") from None
         if args.compile_generation and self._compiles_decoding(args, loaded):
             generation_config = self.trl_trainer.generation_config
             # TRL 1.15 turns compilation off in its generation config; a static cache is what makes it pay off.
