@@ -213,6 +213,11 @@ class GRPOConfig(trl.GRPOConfig):
     def _check_own_settings(self) -> None:
         """Relations between settings that one value alone cannot show."""
         self._check_optional_packages()
+        if self.reward_weights and not any(self.reward_weights):
+            raise ConfigError(
+                f"every reward weight is 0 ({self.reward_weights}): all advantages would be 0 and nothing would be "
+                "learned; give at least one reward a weight (reward config 'weight' or reward_weights)."
+            )
         if self.max_completion_length is not None and self.max_completion_length >= self.max_seq_length:
             raise ConfigError(
                 f"max_completion_length ({self.max_completion_length}) must be below max_seq_length "
@@ -290,6 +295,8 @@ POSITIVE = {
     "generation_batch_size",
     "steps_per_generation",
     "max_samples",
+    "num_iterations",  # 0 trained no step and marked the run finished (fault hunt)
+    "lora_alpha",
 }
 NON_NEGATIVE = {"beta", "eval_samples", "warmup_steps", "weight_decay", "max_grad_norm", "seed", "eval_steps"}
 NON_NEGATIVE |= {"log_completions_steps", "save_total_limit", "top_k"}

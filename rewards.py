@@ -180,8 +180,8 @@ def accuracy_modes(dataset, limit: int | None = None) -> dict[str, int]:
 def get_length_reward(optimal_length: float = 150, unit: str = "words") -> RewardFunc:
     if unit not in LENGTH_UNITS:
         raise ConfigError(f"length.unit={unit!r}; choose one of {', '.join(LENGTH_UNITS)}.")
-    if optimal_length <= 0:
-        raise ConfigError(f"length.optimal_length={optimal_length} must be positive.")
+    if not 0 < optimal_length < math.inf:
+        raise ConfigError(f"length.optimal_length={optimal_length} must be a positive, finite number.")
     measure = (lambda t: len(t.split())) if unit == "words" else len
 
     def length_reward(completions: list, **kwargs: Any) -> list[float]:
@@ -259,7 +259,26 @@ def load_function(spec: str) -> RewardFunc:
             f"reward function {spec!r}: {module_part} has no function {attr!r}"
             f" (it defines: {', '.join(defined) or 'no functions'}); fix the name after the colon."
         )
+    _check_reward_signature(spec, fn)
     return fn
+
+
+def _check_reward_signature(spec: str, fn: Callable) -> None:
+    """TRL calls every reward as ``fn(prompts=..., completions=..., completion_ids=..., <dataset columns>=...)``: a
+    function without ``**kwargs`` (or a class) failed on every call and trained on zero rewards (fault hunt)."""
+    fix = "define it as def name(completions, **kwargs) returning one float (or None) per completion."
+    if inspect.isclass(fn):
+        raise ConfigError(f"reward function {spec!r} is a class, not a function; {fix}")
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return  # a builtin or C callable: nothing to read, it will be guarded like any other
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        shown = ", ".join(p.name for p in parameters)
+        raise ConfigError(
+            f"reward function {spec!r} takes ({shown}) but TRL passes prompts, completions, completion_ids and the "
+            f"dataset's columns by keyword; {fix}"
+        )
 
 
 def _importable_from_the_working_directory() -> None:

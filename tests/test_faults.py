@@ -213,6 +213,9 @@ CONFIG_CASES = [
     config_case("config-reward-weights-count", {"reward_weights": [1, 2, 3]}, ["reward_weights has 3", "length"]),
     config_case("config-lora-targets-empty", {"lora_target_modules": []}, ["lora_target_modules is empty"]),
     config_case("config-report-to-unknown", {"report_to": ["bogus"]}, ["report_to bogus", "tensorboard"]),
+    config_case("config-num-iterations-0", {"num_iterations": 0}, ["num_iterations"]),
+    config_case("config-lora-alpha-negative", {"lora_alpha": -4}, ["lora_alpha"]),
+    config_case("config-reward-weights-all-0", {"reward_weights": [0]}, ["every reward weight is 0"]),
     config_case("config-liger-not-installed", {"use_liger_kernel": True}, ["use_liger_kernel", "liger-kernel"]),
     config_case("config-vllm-not-installed", {"use_vllm": True}, ["use_vllm", "vllm"]),
     Case("config-num-generations-1", [*PREVIEW, *DATA, "--num-generations", "1"], 2, ["num_generations"]),
@@ -247,6 +250,11 @@ REWARD_CASES = [
     reward_module("reward-exits-at-import", "raise SystemExit(3)\n", ["rw_reward_exits_at_import"]),
     reward_module("reward-function-missing", "def other(completions, **kw):\n    return []\n", ["score"]),
     reward_module("reward-not-callable", "score = 3\n", ["score"]),
+    # found by a fault hunt: these failed on every call and the run trained on zero rewards, exit 0
+    reward_module(
+        "reward-without-kwargs", "def score(completions):\n    return [1.0]\n", ["takes (completions)", "**kwargs"]
+    ),
+    reward_module("reward-is-a-class", "class score:\n    pass\n", ["is a class", "**kwargs"]),
     reward_module(
         "reward-raises",
         "def score(completions, **kw):\n    raise ValueError('broken reward')\n",

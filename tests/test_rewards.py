@@ -129,6 +129,8 @@ def test_weights_from_seed_reward_config():
         ({"length": {"optimal_length": "150"}}, "length.optimal_length must be int or float"),
         ({"custom": {"function": "no_such_module.fn"}}, "importing no_such_module failed"),
         ({"length": {"unit": "tokens"}}, "choose one of words, characters"),
+        ({"length": {"optimal_length": float("inf")}}, "optimal_length=inf must be a positive, finite number"),
+        ({"length": {"optimal_length": -5}}, "optimal_length=-5 must be a positive, finite number"),
     ],
 )
 def test_reward_config_validation(config, message):
