@@ -286,9 +286,58 @@ def load_data(config: GRPOConfig, eval_only: bool):
                 "--eval-only needs held-out rows, which a streamed dataset has none of; drop --streaming."
             )
         return (dataset.take(config.max_samples) if config.max_samples else dataset), None
-    if eval_only and not config.eval_samples:
-        return None, unseen_rows(dataset, config)
+    if eval_only:
+        return None, rows_to_evaluate(dataset, config)
     return prepare_splits(dataset, max_samples=config.max_samples, eval_samples=config.eval_samples, seed=config.seed)
+
+
+SPLIT_KEYS = ("eval_samples", "max_samples", "seed")  # with the data, they decide which rows a run trained on
+
+
+def rows_to_evaluate(dataset, config: GRPOConfig):
+    """For --eval-only: rows the evaluated run never trained on.
+
+    Other data than the run's: any of its rows (its seeded shuffle's first ones).  The run's own data: its held-out
+    split, which only the run's own split settings reproduce (another --eval-samples would pick rows it trained on),
+    or, when it held none out, the rows after those it trained on.
+    """
+    from data_loader import prepare_splits
+
+    run_file = Path(config.output_dir) / RUN_CONFIG_FILE
+    run = read_json_object(run_file, "run config") if run_file.is_file() else None
+    if run is not None and not _same_source(run, config):
+        rows = dataset.shuffle(seed=config.seed).select(range(min(DEFAULT_EVAL_ONLY_SAMPLES, len(dataset))))
+        logger.info(
+            "the run trained on other data (%s); evaluating on %d rows of this one", run.get("dataset_name"), len(rows)
+        )
+        return rows
+    changed = [key for key in SPLIT_KEYS if run is not None and run.get(key) != getattr(config, key)]
+    if changed:
+        given = ", ".join(f"{key}={getattr(config, key)}" for key in changed)
+        saved = ", ".join(f"{key}={run.get(key)}" for key in changed)
+        raise ConfigError(
+            f"--eval-only on the run in {config.output_dir}: {given} differs from the run's {saved}, so the held-out "
+            "rows would include rows it trained on; leave these settings as the run had them, or evaluate on other "
+            "data (--dataset / --custom-data)."
+        )
+    if config.eval_samples:
+        return prepare_splits(
+            dataset, max_samples=config.max_samples, eval_samples=config.eval_samples, seed=config.seed
+        )[1]
+    return unseen_rows(dataset, config)
+
+
+def _same_source(run: dict[str, Any], config: GRPOConfig) -> bool:
+    """Whether the run trained on the data given now (the same file by another path counts as the same)."""
+    for key in ("dataset_name", "dataset_path", "dataset_subset"):
+        saved, given = run.get(key), getattr(config, key)
+        if saved == given:
+            continue
+        if not (saved and given and Path(saved).exists() and Path(given).exists()):
+            return False
+        if Path(saved).resolve() != Path(given).resolve():
+            return False
+    return True
 
 
 def unseen_rows(dataset, config: GRPOConfig):

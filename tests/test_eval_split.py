@@ -9,7 +9,7 @@ from datasets import Dataset
 
 from config import ConfigError, build_config
 from data_loader import prepare_splits
-from train_grpo import RUN_CONFIG_FILE, build_parser, config_from_args, unseen_rows
+from train_grpo import RUN_CONFIG_FILE, build_parser, config_from_args, rows_to_evaluate, unseen_rows
 
 
 def rows(n: int) -> Dataset:
@@ -40,6 +40,37 @@ def test_a_run_that_trained_on_everything_is_refused(tmp_path):
     config = build_config(overrides={"output_dir": str(tmp_path)})
     with pytest.raises(ConfigError, match="held out no rows"):
         unseen_rows(rows(50), config)
+
+
+def saved_run(folder, **settings) -> dict:
+    """A run folder whose run_config.json holds the data and split settings it trained with."""
+    values = {"dataset_name": "train.jsonl", "dataset_path": None, "dataset_subset": None, "max_samples": None}
+    values |= {"eval_samples": 0, "seed": 42, **settings}
+    (folder / RUN_CONFIG_FILE).write_text(json.dumps(values))
+    return values
+
+
+def test_eval_only_with_another_eval_samples_than_the_run_is_refused(tmp_path):
+    """Found by a fault hunt: the run trained on all rows; --eval-samples 2 scored two of them, silently."""
+    saved_run(tmp_path)
+    config = build_config(overrides={"output_dir": str(tmp_path), "dataset_name": "train.jsonl", "eval_samples": 2})
+    with pytest.raises(ConfigError, match="eval_samples=2 differs from the run's eval_samples=0"):
+        rows_to_evaluate(rows(50), config)
+
+
+def test_eval_only_on_the_runs_own_split_uses_its_held_out_rows(tmp_path):
+    saved_run(tmp_path, eval_samples=8)
+    config = build_config(overrides={"output_dir": str(tmp_path), "dataset_name": "train.jsonl", "eval_samples": 8})
+    trained, held_out = prepare_splits(rows(50), max_samples=None, eval_samples=8, seed=42)
+    evaluated = rows_to_evaluate(rows(50), config)
+    assert texts(evaluated) == texts(held_out) and not texts(evaluated) & texts(trained)
+
+
+def test_eval_only_on_other_data_than_the_run_uses_any_of_its_rows(tmp_path):
+    """Found by a fault hunt: the advice 'evaluate on another dataset' was refused for a run that held none out."""
+    saved_run(tmp_path)
+    config = build_config(overrides={"output_dir": str(tmp_path), "dataset_name": "other.jsonl"})
+    assert len(rows_to_evaluate(rows(50), config)) == 50
 
 
 @pytest.mark.parametrize(("flags", "expected"), [([], ["length"]), (["--reward-function", "accuracy"], ["accuracy"])])
