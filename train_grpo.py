@@ -382,6 +382,7 @@ def main(
     from grpo_trainer import GRPOTrainer, build_rewards
     from rewards import PREVIEW_ROWS, accuracy_modes, preview_rewards
     from run_utils import (
+        RESUME,
         check_trains_a_step,
         close_run,
         decide_run_dir,
@@ -426,6 +427,8 @@ def main(
     run_dir = open_run_dir(plan)
     setup_logging(run_dir)
     if is_main_process() and not eval_only:
+        if plan.action == RESUME:
+            warn_about_changed_settings(run_dir / RUN_CONFIG_FILE, config)
         keep_previous(run_dir / RUN_CONFIG_FILE)
         save_config_to_file(config, run_dir / RUN_CONFIG_FILE, extra=run_provenance())
     logger.info("run directory: %s (%s)", run_dir, plan.action)
@@ -450,6 +453,30 @@ def main(
             "stopped early at step %d; resume with:\n  %s", summary["steps"], resume_command(run_dir, world_size())
         )
     return summary
+
+
+# Settings a resume may change without changing what is learned: where it runs, how long, what it reports.
+RESUME_MAY_CHANGE = {"resume_from_checkpoint", "output_dir", "max_steps", "num_train_epochs", "report_to"}
+RESUME_MAY_CHANGE |= {"overwrite_output_dir", "use_wandb", "wandb_project", "log_completions_steps", "save_steps"}
+RESUME_MAY_CHANGE |= {"logging_steps", "save_total_limit", "eval_steps", "reward_timeout", "init_adapter", "_run"}
+
+
+def warn_about_changed_settings(saved_file: Path, config: GRPOConfig) -> None:
+    """A resume that trains on other data, rewards or hyper-parameters continues the same metrics and curves as if
+    nothing changed; say what differs from the run's own config (found by a fault hunt: it was silent)."""
+    from config import config_values
+
+    try:
+        saved = json.loads(saved_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    now = json.loads(json.dumps(config_values(config), default=str))
+    changed = sorted(k for k in saved.keys() & now.keys() if k not in RESUME_MAY_CHANGE and saved[k] != now[k])
+    if changed:
+        logger.warning(
+            "resuming with settings that differ from the run's: %s; metrics.jsonl and the curves continue as one run",
+            "; ".join(f"{k} {saved[k]!r} -> {now[k]!r}" for k in changed),
+        )
 
 
 def write_plot(run_dir: Path) -> str | None:

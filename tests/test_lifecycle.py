@@ -249,3 +249,32 @@ def test_the_issue_data_loss_sequence_is_refused_and_leaves_runs_intact(tiny_mod
     assert sorted(p.name for p in finished.glob("checkpoint-*")) == ["checkpoint-1"]  # nothing of the old run
     assert {json.loads(line)["step"] for line in (finished / "metrics.jsonl").read_text().splitlines()} == {1}
     assert cli(tiny_args(tiny_model_dir, finished, "--max-steps", "4", "--resume-from-checkpoint", "latest")) == 2
+
+
+def test_a_resume_with_other_data_rewards_or_learning_rate_says_so(tmp_path, caplog):
+    """Found by a fault hunt: a resume took another dataset, reward and learning rate without a word, and its
+    metrics continued the run's as one."""
+    import logging
+
+    from config import build_config, save_config_to_file
+    from train_grpo import warn_about_changed_settings
+
+    saved = tmp_path / "run_config.json"
+    before = {"output_dir": str(tmp_path), "dataset_name": "a.jsonl", "learning_rate": 1e-5, "max_steps": 10}
+    save_config_to_file(build_config(overrides=before), saved)
+    after = {
+        **before,
+        "dataset_name": "b.jsonl",
+        "learning_rate": 3e-5,
+        "max_steps": 20,
+        "reward_functions": ["length"],
+    }
+    with caplog.at_level(logging.WARNING):
+        warn_about_changed_settings(saved, build_config(overrides=after))
+    said = caplog.text
+    assert "dataset_name 'a.jsonl' -> 'b.jsonl'" in said and "learning_rate 1e-05 -> 3e-05" in said
+    assert "reward_functions" in said and "max_steps" not in said  # a longer run is what resuming is for
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        warn_about_changed_settings(saved, build_config(overrides={**before, "max_steps": 20}))
+    assert "differ" not in caplog.text
