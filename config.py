@@ -164,7 +164,13 @@ class GRPOConfig(trl.GRPOConfig):
     def __post_init__(self, group_size, custom_data, reward_function_type, gamma) -> None:
         given = {"group_size": group_size, "custom_data": custom_data}
         given |= {"reward_function_type": reward_function_type, "gamma": gamma}
-        for key, value in resolve_aliases({k: v for k, v in given.items() if v is not None}, "GRPOConfig").items():
+        aliases = {k: v for k, v in given.items() if v is not None}
+        # A setting given under both names must agree, as in a config file (GRPOConfig(group_size=4,
+        # num_generations=8) silently took 4): the real name counts as given when it is not its default.
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        canonical = {ALIASES[a][0] for a in aliases} - {None}
+        also_given = {k: getattr(self, k) for k in canonical if getattr(self, k) != defaults.get(k)}
+        for key, value in resolve_aliases({**also_given, **aliases}, "GRPOConfig").items():
             setattr(self, key, value)
         for f in dataclasses.fields(self):
             if f.init:

@@ -217,6 +217,8 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
         FLAG_TO_KEY[dest]: value for dest, value in vars(args).items() if dest in FLAG_TO_KEY and value is not None
     }
     if args.no_wandb:
+        if "wandb" in (overrides.get("report_to") or []):
+            raise ConfigError("--no-wandb and --report-to wandb contradict each other; keep one.")
         overrides["use_wandb"] = False
     if overrides.get("report_to") == ["none"]:
         overrides["report_to"] = []
@@ -416,6 +418,8 @@ def main(
     # Model
     if eval_only:
         adapter = plan.path if (plan.path / "adapter_model.safetensors").is_file() else None
+        if adapter is None:  # a mistyped folder evaluated the base model with only the summary saying so
+            logger.warning("no adapter in %s: evaluating the base model %s", plan.path, config.model_name)
     else:
         adapter = config.init_adapter  # a new run that starts from an earlier run's adapter
     trainer.load_model(adapter_dir=adapter)
@@ -505,7 +509,9 @@ def resume_command(run_dir: Path, processes: int = 1) -> str:
             continue
         if not arg.startswith(("--resume-from-checkpoint=", "--output-dir=")):
             args.append(arg)
-    script = shlex.join(["train_grpo.py", *args, "--output-dir", str(run_dir), "--resume-from-checkpoint", "latest"])
+    # the script as it was called (a path when run from elsewhere: `python train_grpo.py` would not be found there)
+    called = sys.argv[0] if sys.argv and sys.argv[0].endswith("train_grpo.py") else "train_grpo.py"
+    script = shlex.join([called, *args, "--output-dir", str(run_dir), "--resume-from-checkpoint", "latest"])
     if processes > 1:
         return f"<the same launcher and options as this run ({processes} processes)> {script}"
     return f"python {script}"

@@ -296,3 +296,11 @@ def test_trl_defaults_match_a_built_trl_config():
     derived_by_trl = {"generation_batch_size", "steps_per_generation", "dataloader_pin_memory"}
     assert {k for k in built if built[k] != declared.get(k)} <= derived_by_trl
     assert set(built) == set(declared)
+
+
+def test_a_setting_given_under_both_names_in_python_must_agree():
+    """As in a config file: GRPOConfig(group_size=4, num_generations=6) took 4 silently (fault hunt). When the real
+    name holds its default value it cannot be told from not given, and the alias wins."""
+    with pytest.raises(ConfigError, match="group_size=4 and num_generations=6 name the same setting"):
+        GRPOConfig(group_size=4, num_generations=6)
+    assert GRPOConfig(group_size=4).num_generations == 4

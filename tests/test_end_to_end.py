@@ -60,6 +60,11 @@ def test_cli_trains_and_writes_everything(tiny_model_dir, in_tmp_cwd, reward_con
     assert results["num_prompts"] == 8
     assert set(results["rewards"]) == {"accuracy_reward", "length_reward", "reward"}
     assert "loaded adapter weights" in (out / "grpo_training.log").read_text()
+    assert "evaluating the base model" not in (out / "grpo_training.log").read_text()
+    # a mistyped run folder evaluates the base model, and says so (found by a fault hunt: only the summary did)
+    typo = in_tmp_cwd / "runn"
+    assert train_grpo.cli(tiny_run_args(tiny_model_dir, typo, reward_config, "--eval-only")) == 0
+    assert f"no adapter in {typo}: evaluating the base model" in (typo / "grpo_training.log").read_text()
 
 
 def test_explicit_output_dir_is_never_overwritten(tiny_model_dir, in_tmp_cwd, reward_config):

@@ -213,6 +213,12 @@ CONFIG_CASES = [
     config_case("config-reward-weights-count", {"reward_weights": [1, 2, 3]}, ["reward_weights has 3", "length"]),
     config_case("config-lora-targets-empty", {"lora_target_modules": []}, ["lora_target_modules is empty"]),
     config_case("config-report-to-unknown", {"report_to": ["bogus"]}, ["report_to bogus", "tensorboard"]),
+    Case(
+        "config-no-wandb-and-report-to-wandb",
+        [*PREVIEW, *DATA, "--no-wandb", "--report-to", "wandb"],
+        2,
+        ["--no-wandb"],
+    ),
     config_case("config-num-iterations-0", {"num_iterations": 0}, ["num_iterations"]),
     config_case("config-lora-alpha-negative", {"lora_alpha": -4}, ["lora_alpha"]),
     config_case("config-reward-weights-all-0", {"reward_weights": [0]}, ["every reward weight is 0"]),
