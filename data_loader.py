@@ -80,10 +80,16 @@ def _text(value: Any, key: str) -> str:
     raise DataError(f"'{key}' must be text, got {_type_name(value)}")
 
 
+CHAT_ROLES = ("system", "user", "assistant")
+
+
 def _as_messages(value: Any, key: str) -> list[dict[str, str]]:
     if isinstance(value, str):
         return _user(value)
     if isinstance(value, list) and all(isinstance(m, dict) and ROLE in m and CONTENT in m for m in value):
+        unknown = sorted({str(m[ROLE]) for m in value} - set(CHAT_ROLES))
+        if unknown:  # chat templates know these roles only; the error said "must end with a user turn" (fault hunt)
+            raise DataError(f"'{key}': unknown role {', '.join(unknown)}; use {', '.join(CHAT_ROLES)}")
         return [{ROLE: str(m[ROLE]), CONTENT: _text(m[CONTENT], f"{key}[].content")} for m in value]
     raise DataError(f"'{key}' must be a string or a list of {{role, content}} messages, got {_type_name(value)}")
 
@@ -517,9 +523,13 @@ def _first_non_utf8_line(path: Path) -> int:
 
 
 def _not_utf8(path: Path, err: UnicodeDecodeError) -> DataError:
+    # A UTF-16 file (Windows editors' "Unicode") starts with its byte-order mark; anything else is most often Latin-1.
+    opener = gzip.open if _is_gzip(path) else open
+    with opener(path, "rb") as handle:
+        encoding = "utf-16" if handle.read(2) in (b"\xff\xfe", b"\xfe\xff") else "latin1"
     return DataError(
         f"{path}:{_first_non_utf8_line(path)}: not UTF-8 text ({err.reason}). Re-save the file as UTF-8, "
-        f"e.g. iconv -f latin1 -t utf-8 {path.name} > fixed{''.join(path.suffixes)}."
+        f"e.g. iconv -f {encoding} -t utf-8 {path.name} > fixed{''.join(path.suffixes)}."
     )
 
 

@@ -164,6 +164,18 @@ DATA_CASES = [
         ["d.csv"],
         args=["--custom-data", "{tmp}/d.csv"],
     ),
+    preview(
+        "data-unknown-role",
+        {"d.jsonl": json.dumps({"prompt": [{"role": "hacker", "content": "hi"}], "chosen": "a"}) + "\n"},
+        ["d.jsonl", "unknown role hacker", "user"],
+        args=["--custom-data", "{tmp}/d.jsonl"],
+    ),
+    preview(
+        "data-jsonl-utf16",  # a Windows "Unicode" save; the hint said latin1 (fault hunt)
+        {"d.jsonl": '{"prompt": "What is 1+1?", "chosen": "2", "rejected": "3"}\n'.encode("utf-16")},
+        ["d.jsonl", "iconv -f utf-16"],
+        args=["--custom-data", "{tmp}/d.jsonl"],
+    ),
     preview("data-csv-numbers-accepted", {"d.csv": CSV_OK}, [], code=0, args=["--custom-data", "{tmp}/d.csv"]),
     preview("data-csv-header-only", {"d.csv": "prompt,chosen\n"}, ["d.csv"], args=["--custom-data", "{tmp}/d.csv"]),
     preview(
