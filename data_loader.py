@@ -898,6 +898,12 @@ def load_grpo_dataset(
     from datasets import Dataset
 
     source_name, local_path = resolve_source(dataset_name)
+    ignored = [flag for flag, value in (("--dataset-path", dataset_path), ("--dataset-subset", subset)) if value]
+    if local_path and ignored:  # a local file is read as it is; these apply to a named dataset (fault hunt: silent)
+        raise DataError(
+            f"{dataset_name} is a local file, read as it is; {' and '.join(ignored)} apply to a named dataset "
+            "(--dataset ultrafeedback / hh_rlhf / openai_summarize); drop them."
+        )
     if source_name == "arithmetic":
         return Dataset.from_list(make_arithmetic_rows(arithmetic_rows, seed))
     max_share = bad_row_share(source_name is not None, skip_bad_rows)
@@ -975,6 +981,14 @@ def create_grpo_dataloader(
     """
     from torch.utils.data import DataLoader
 
+    for name, value in (
+        ("max_samples", max_samples),
+        ("batch_size", batch_size),
+        ("max_prompt_tokens", max_prompt_tokens),
+    ):
+        # an empty dataset or a bare TypeError far from the call otherwise (fault hunt)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise DataError(f"create_grpo_dataloader: {name}={value!r} must be a positive integer (or None).")
     dataset = load_grpo_dataset(dataset_name, seed=seed, **load_kwargs)
     dataset, _ = prepare_splits(dataset, max_samples=max_samples, eval_samples=0, seed=seed)
     if max_prompt_tokens and model_name:

@@ -104,6 +104,11 @@ class GRPOTrainer:
         reward_functions: list[RewardFunc] | None = None,
         reward_weights: list[float] | None = None,
     ) -> None:
+        if not isinstance(config, GRPOConfig):  # e.g. a dict: an AttributeError deep inside otherwise (fault hunt)
+            raise TypeError(
+                f"GRPOTrainer needs a GRPOConfig, got {type(config).__name__}; build one with GRPOConfig(**settings) "
+                "or config.load_config_from_file(path)."
+            )
         config.validate()  # the seed's API sets attributes by hand after building the config
         self.config = config
         self._reward_functions = reward_functions

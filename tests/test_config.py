@@ -304,3 +304,10 @@ def test_a_setting_given_under_both_names_in_python_must_agree():
     with pytest.raises(ConfigError, match="group_size=4 and num_generations=6 name the same setting"):
         GRPOConfig(group_size=4, num_generations=6)
     assert GRPOConfig(group_size=4).num_generations == 4
+
+
+def test_the_trainer_wants_a_config_object_not_a_dict():
+    from grpo_trainer import GRPOTrainer
+
+    with pytest.raises(TypeError, match="GRPOTrainer needs a GRPOConfig, got dict"):
+        GRPOTrainer({"model_name": "smollm2-135m"})

@@ -380,3 +380,22 @@ def test_openbmb_ratings_in_the_published_layout():
         ],
     }
     assert (convert_ultrafeedback_raw(row)[CHOSEN], convert_ultrafeedback_raw(row)[REJECTED]) == ("7", "9")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"max_samples": 0}, "max_samples=0"),
+        ({"max_samples": -3}, "max_samples=-3"),
+        ({"max_samples": "5"}, "'5'"),
+        ({"batch_size": 0}, "batch_size=0"),
+        ({"max_prompt_tokens": True}, "max_prompt_tokens=True"),
+    ],
+)
+def test_the_python_loader_refuses_counts_that_are_not_positive_integers(kwargs, named):
+    """Found by a fault hunt: max_samples=0 gave an empty dataset, "5" a bare TypeError."""
+    from data_loader import create_grpo_dataloader
+
+    with pytest.raises(DataError, match="must be a positive integer") as err:
+        create_grpo_dataloader(None, "arithmetic", **kwargs)
+    assert named in str(err.value)

@@ -165,6 +165,12 @@ DATA_CASES = [
         args=["--custom-data", "{tmp}/d.csv"],
     ),
     preview(
+        "data-custom-file-with-subset",
+        {"d.jsonl": GOOD},
+        ["is a local file", "--dataset-subset"],
+        args=["--custom-data", "{tmp}/d.jsonl", "--dataset-subset", "helpful-base"],
+    ),
+    preview(
         "data-unknown-role",
         {"d.jsonl": json.dumps({"prompt": [{"role": "hacker", "content": "hi"}], "chosen": "a"}) + "\n"},
         ["d.jsonl", "unknown role hacker", "user"],
