@@ -672,11 +672,37 @@ def _trl_default_values() -> dict[str, Any]:
     return {**declared, **normalised, **machine, "output_dir": PROJECT_DEFAULTS["output_dir"]}
 
 
-def save_config_to_file(config: GRPOConfig, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``config`` as JSON that ``--config`` reads back (plus ``extra`` provenance under ``_run``)."""
+PATH_KEYS = ("model_name", "dataset_name", "dataset_path", "reward_config", "init_adapter", "reward_model")
+
+
+def with_absolute_paths(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the local files and folders it names made absolute (hub ids and names left as they are), so
+    that a run's own config still finds them when the run is evaluated or resumed from another directory."""
+
+    def absolute(value: Any) -> Any:
+        if isinstance(value, str) and value and Path(value).exists():
+            return str(Path(value).resolve())
+        if isinstance(value, str) and ".py:" in value:  # a reward given as path/to/file.py:function
+            file, _, function = value.rpartition(":")
+            return f"{absolute(file)}:{function}"
+        return value
+
+    fixed = {key: absolute(values[key]) for key in PATH_KEYS if key in values}
+    if isinstance(values.get("reward_functions"), list):
+        fixed["reward_functions"] = [absolute(name) for name in values["reward_functions"]]
+    return {**values, **fixed}
+
+
+def save_config_to_file(
+    config: GRPOConfig, path: str | Path, extra: dict[str, Any] | None = None, *, absolute_paths: bool = False
+) -> Path:
+    """Write ``config`` as JSON that ``--config`` reads back (plus ``extra`` provenance under ``_run``); a run's
+    own record takes ``absolute_paths``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = config_values(config)
+    if absolute_paths:
+        data = with_absolute_paths(data)
     if extra:
         data[PROVENANCE_KEY] = {**extra, **{k: getattr(config, k) for k in MACHINE_KEYS}}
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")

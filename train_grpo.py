@@ -434,7 +434,7 @@ def main(
         if plan.action == RESUME:
             warn_about_changed_settings(run_dir / RUN_CONFIG_FILE, config)
         keep_previous(run_dir / RUN_CONFIG_FILE)
-        save_config_to_file(config, run_dir / RUN_CONFIG_FILE, extra=run_provenance())
+        save_config_to_file(config, run_dir / RUN_CONFIG_FILE, extra=run_provenance(), absolute_paths=True)
     logger.info("run directory: %s (%s)", run_dir, plan.action)
     logger.info("settings: %s", json.dumps(config_values(config), ensure_ascii=False, default=str))
     if eval_only:
@@ -468,13 +468,13 @@ RESUME_MAY_CHANGE |= {"logging_steps", "save_total_limit", "eval_steps", "reward
 def warn_about_changed_settings(saved_file: Path, config: GRPOConfig) -> None:
     """A resume that trains on other data, rewards or hyper-parameters continues the same metrics and curves as if
     nothing changed; say what differs from the run's own config (found by a fault hunt: it was silent)."""
-    from config import config_values
+    from config import config_values, with_absolute_paths
 
     try:
         saved = json.loads(saved_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
-    now = json.loads(json.dumps(config_values(config), default=str))
+    now = json.loads(json.dumps(with_absolute_paths(config_values(config)), default=str))
     changed = sorted(k for k in saved.keys() & now.keys() if k not in RESUME_MAY_CHANGE and saved[k] != now[k])
     if changed:
         logger.warning(

@@ -311,3 +311,19 @@ def test_the_trainer_wants_a_config_object_not_a_dict():
 
     with pytest.raises(TypeError, match="GRPOTrainer needs a GRPOConfig, got dict"):
         GRPOTrainer({"model_name": "smollm2-135m"})
+
+
+def test_a_runs_record_names_its_local_files_absolutely(tmp_path, monkeypatch):
+    """Found by a fault hunt: run_config.json kept relative paths, so evaluating the run from another directory did
+    not find its reward config; hub ids and short names stay as they are."""
+    from config import with_absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.jsonl").write_text("{}")
+    (tmp_path / "my_rewards.py").write_text("")
+    values = {"dataset_name": "data.jsonl", "model_name": "smollm2-135m", "reward_config": None}
+    values["reward_functions"] = ["accuracy", "my_rewards.py:score", "pkg.module.fn"]
+    fixed = with_absolute_paths(values)
+    assert fixed["dataset_name"] == str(tmp_path / "data.jsonl") and fixed["model_name"] == "smollm2-135m"
+    assert fixed["reward_functions"] == ["accuracy", f"{tmp_path / 'my_rewards.py'}:score", "pkg.module.fn"]
+    assert fixed["reward_config"] is None

@@ -251,7 +251,7 @@ def test_the_issue_data_loss_sequence_is_refused_and_leaves_runs_intact(tiny_mod
     assert cli(tiny_args(tiny_model_dir, finished, "--max-steps", "4", "--resume-from-checkpoint", "latest")) == 2
 
 
-def test_a_resume_with_other_data_rewards_or_learning_rate_says_so(tmp_path, caplog):
+def test_a_resume_with_other_data_rewards_or_learning_rate_says_so(tmp_path, caplog, monkeypatch):
     """Found by a fault hunt: a resume took another dataset, reward and learning rate without a word, and its
     metrics continued the run's as one."""
     import logging
@@ -277,4 +277,12 @@ def test_a_resume_with_other_data_rewards_or_learning_rate_says_so(tmp_path, cap
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         warn_about_changed_settings(saved, build_config(overrides={**before, "max_steps": 20}))
+    assert "differ" not in caplog.text
+    # the run's record names local files absolutely; the same file given relatively is not a change
+    (tmp_path / "data.jsonl").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    save_config_to_file(build_config(overrides={**before, "dataset_name": "data.jsonl"}), saved, absolute_paths=True)
+    assert json.loads(saved.read_text())["dataset_name"] == str(tmp_path / "data.jsonl")
+    with caplog.at_level(logging.WARNING):
+        warn_about_changed_settings(saved, build_config(overrides={**before, "dataset_name": "data.jsonl"}))
     assert "differ" not in caplog.text
