@@ -22,6 +22,7 @@ import importlib.util
 import json
 import logging
 import math
+import os
 import types
 import typing
 from dataclasses import InitVar, dataclass, field
@@ -200,6 +201,9 @@ class GRPOConfig(trl.GRPOConfig):
                 "bitsandbytes",
             ),
         ]
+        if self.push_to_hub and os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+            # the Trainer pushes at every save: offline, the run failed at its first checkpoint (fault hunt)
+            raise ConfigError("push_to_hub=True with HF_HUB_OFFLINE set: the hub cannot be reached; unset one of them.")
         for key, needed, module, package in needs:
             if needed and importlib.util.find_spec(module) is None:
                 raise ConfigError(

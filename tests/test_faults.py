@@ -240,6 +240,12 @@ CONFIG_CASES = [
     config_case("config-num-iterations-0", {"num_iterations": 0}, ["num_iterations"]),
     config_case("config-lora-alpha-negative", {"lora_alpha": -4}, ["lora_alpha"]),
     config_case("config-reward-weights-all-0", {"reward_weights": [0]}, ["every reward weight is 0"]),
+    config_case(
+        "config-push-to-hub-offline",
+        {"push_to_hub": True},
+        ["push_to_hub", "HF_HUB_OFFLINE"],
+        patch=lambda monkeypatch, tmp: monkeypatch.setenv("HF_HUB_OFFLINE", "1"),
+    ),
     config_case("config-liger-not-installed", {"use_liger_kernel": True}, ["use_liger_kernel", "liger-kernel"]),
     config_case("config-vllm-not-installed", {"use_vllm": True}, ["use_vllm", "vllm"]),
     Case("config-num-generations-1", [*PREVIEW, *DATA, "--num-generations", "1"], 2, ["num_generations"]),
