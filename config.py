@@ -201,9 +201,6 @@ class GRPOConfig(trl.GRPOConfig):
                 "bitsandbytes",
             ),
         ]
-        if self.push_to_hub and os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-            # the Trainer pushes at every save: offline, the run failed at its first checkpoint (fault hunt)
-            raise ConfigError("push_to_hub=True with HF_HUB_OFFLINE set: the hub cannot be reached; unset one of them.")
         for key, needed, module, package in needs:
             if needed and importlib.util.find_spec(module) is None:
                 raise ConfigError(
@@ -223,6 +220,9 @@ class GRPOConfig(trl.GRPOConfig):
     def _check_own_settings(self) -> None:
         """Relations between settings that one value alone cannot show."""
         self._check_optional_packages()
+        if self.push_to_hub and os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+            # the Trainer pushes at every save: offline, the run failed at its first checkpoint (fault hunt)
+            raise ConfigError("push_to_hub=True with HF_HUB_OFFLINE set: the hub cannot be reached; unset one of them.")
         if self.reward_weights and not any(self.reward_weights):
             raise ConfigError(
                 f"every reward weight is 0 ({self.reward_weights}): all advantages would be 0 and nothing would be "
