@@ -331,15 +331,11 @@ def rows_to_evaluate(dataset, config: GRPOConfig):
 
 def _same_source(run: dict[str, Any], config: GRPOConfig) -> bool:
     """Whether the run trained on the data given now (the same file by another path counts as the same)."""
-    for key in ("dataset_name", "dataset_path", "dataset_subset"):
-        saved, given = run.get(key), getattr(config, key)
-        if saved == given:
-            continue
-        if not (saved and given and Path(saved).exists() and Path(given).exists()):
-            return False
-        if Path(saved).resolve() != Path(given).resolve():
-            return False
-    return True
+    from config import with_absolute_paths
+
+    keys = ("dataset_name", "dataset_path", "dataset_subset")
+    saved = with_absolute_paths({key: run.get(key) for key in keys})
+    return saved == with_absolute_paths({key: getattr(config, key) for key in keys})
 
 
 def unseen_rows(dataset, config: GRPOConfig):
