@@ -5,6 +5,7 @@
 #   bash bench/gpu_multi.sh sharded [BUDGET_S]   FSDP2 (small shape, 70B shape, resume), static KV cache, rounds
 #   bash bench/gpu_multi.sh rounds [BUDGET_S]    1, 2, 4 GPUs again over 6 timed rounds (after the KV-cache fix)
 #   bash bench/gpu_multi.sh resume [BUDGET_S]    resume on 2 GPUs (Unsloth DDP), ZeRO-3 on 2 GPUs
+#   bash bench/gpu_multi.sh compiled [BUDGET_S]  1 and 2 GPUs, transformers, with and without compile_generation
 # (on a 4-GPU host, with .whl, .whl-ds (bench/make_deepspeed_wheels.sh) and .device/tokenizer carried).
 # Results: $OUT/multi.jsonl (one line per row), $OUT/queue.log, $OUT/logs.tgz (the CLI logs and run_state /
 # metrics of every row).
@@ -33,6 +34,19 @@ t4k@4${tab}150${tab}$row --name t4k --gpus 4 --launch ddp --port 29512 -- --back
 u2k@2${tab}200${tab}$row --name u2k --gpus 2 --launch ddp --port 29513 -- --backend unsloth --max-steps 28 $flags"
 if [ "$stage" = rounds ]; then
 echo "$rounds" > /tmp/jobs.tsv
+elif [ "$stage" = compiled ]; then
+# The 1-GPU decoding of this shape is bound by the CPU launching kernels (about 94 ms per decode step for 64
+# sequences of a 1.5B model), so two processes on one host may slow each other where the GPUs would not.
+# Compiled decoding (CUDA graphs) takes the CPU out of the decode step: does 2 GPUs against 1 reach 1.8x with it?
+# 24 steps = 6 rounds, 5 timed. Fits a 2-GPU host: c1 and t1k side by side (t1k starts once c1's compilation,
+# which uses every core, is under way), then c2 and t2k alone.
+echo '{"steps_per_generation": 4, "save_steps": 1000, "log_completions": false, "eval_samples": 0, "compile_generation": true}' > /tmp/compile.json
+cat > /tmp/jobs.tsv <<JOBS
+c1${tab}160${tab}$row --name c1 --gpus 1 -- --backend transformers --max-steps 24 ${flags/\/tmp\/scale.json//tmp/compile.json}
+t1k${tab}150${tab}sleep 45; $row --name t1k --gpus 1 -- --backend transformers --max-steps 24 $flags
+c2@2${tab}170${tab}$row --name c2 --gpus 2 --launch ddp --port 29514 -- --backend transformers --max-steps 24 ${flags/\/tmp\/scale.json//tmp/compile.json}
+t2k@2${tab}150${tab}$row --name t2k --gpus 2 --launch ddp --port 29511 -- --backend transformers --max-steps 24 $flags
+JOBS
 elif [ "$stage" = scaling ]; then
 cat > /tmp/jobs.tsv <<JOBS
 u1${tab}130${tab}$row --name u1 --gpus 1 -- --backend unsloth --max-steps 12 $flags
