@@ -6,6 +6,7 @@
 #   bash bench/gpu_multi.sh rounds [BUDGET_S]    1, 2, 4 GPUs again over 6 timed rounds (after the KV-cache fix)
 #   bash bench/gpu_multi.sh resume [BUDGET_S]    resume on 2 GPUs (Unsloth DDP), ZeRO-3 on 2 GPUs
 #   bash bench/gpu_multi.sh compiled [BUDGET_S]  1 and 2 GPUs, transformers, with and without compile_generation
+#   bash bench/gpu_multi.sh profiled [BUDGET_S]  1 and 2 GPUs, both backends, every rank's TRL timings recorded
 # (on a 4-GPU host, with .whl, .whl-ds (bench/make_deepspeed_wheels.sh) and .device/tokenizer carried).
 # Results: $OUT/multi.jsonl (one line per row), $OUT/queue.log, $OUT/logs.tgz (the CLI logs and run_state /
 # metrics of every row).
@@ -46,6 +47,16 @@ c1${tab}160${tab}$row --name c1 --gpus 1 -- --backend transformers --max-steps 2
 t1k${tab}150${tab}sleep 45; $row --name t1k --gpus 1 -- --backend transformers --max-steps 24 $flags
 c2@2${tab}170${tab}$row --name c2 --gpus 2 --launch ddp --port 29514 -- --backend transformers --max-steps 24 ${flags/\/tmp\/scale.json//tmp/compile.json}
 t2k@2${tab}150${tab}$row --name t2k --gpus 2 --launch ddp --port 29511 -- --backend transformers --max-steps 24 $flags
+JOBS
+elif [ "$stage" = profiled ]; then
+# Where do the DDP rows lose their time? Generation rounds took 12.2-13.5 s on 2 GPUs against 10.7-12.1 s on one
+# (compiled stage, sixth session), training steps 0.5 s against 0.4 s. Every rank writes TRL's own timings
+# (generate, rewards, log-probabilities, loss); the 1-GPU rows run side by side, as the two ranks of a DDP row do.
+cat > /tmp/jobs.tsv <<JOBS
+t1k${tab}140${tab}$row --profile --name t1k --gpus 1 -- --backend transformers --max-steps 24 $flags
+u1k${tab}170${tab}$row --profile --name u1k --gpus 1 -- --backend unsloth --max-steps 24 $flags
+t2k@2${tab}150${tab}$row --profile --name t2k --gpus 2 --launch ddp --port 29511 -- --backend transformers --max-steps 24 $flags
+u2k@2${tab}180${tab}$row --profile --name u2k --gpus 2 --launch ddp --port 29513 -- --backend unsloth --max-steps 24 $flags
 JOBS
 elif [ "$stage" = scaling ]; then
 cat > /tmp/jobs.tsv <<JOBS

@@ -137,6 +137,24 @@ def throughput(metrics: list[dict], completions_per_step: int, steps_per_round: 
     }
 
 
+def timings(folder: Path, steps_per_round: int) -> dict:
+    """Per rank, TRL's timings (bench/stackdump, ``--profile``) summed over the timed rounds and divided by their
+    number: seconds per round in generate, each reward, log-probabilities and the loss."""
+    per_rank = {}
+    for path in sorted(folder.glob("rank*.jsonl")):
+        totals: dict[str, float] = {}
+        rounds = set()
+        for line in path.read_text().splitlines():
+            entry = json.loads(line)
+            round_index = entry["step"] // steps_per_round  # TRL's step counter before the optimizer step
+            if round_index >= 1:
+                rounds.add(round_index)
+                name = entry["name"].split(".", 1)[-1]
+                totals[name] = totals.get(name, 0.0) + entry["s"]
+        per_rank[path.stem] = {name: round(total / max(len(rounds), 1), 3) for name, total in sorted(totals.items())}
+    return per_rank
+
+
 def writers(run_dir: Path, steps: int) -> dict:
     """What only the main process should have written, counted."""
     log = run_dir / "grpo_training.log"
@@ -170,6 +188,7 @@ def main() -> None:
     parser.add_argument(
         "--time-limit", type=float, help="seconds; then print every process's stacks, stop it, report the row"
     )
+    parser.add_argument("--profile", action="store_true", help="every rank records TRL's timings (bench/stackdump)")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="-- then train_grpo.py's flags")
     args = parser.parse_args()
     extra = [a for a in args.extra if a != "--"]
@@ -178,12 +197,17 @@ def main() -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     # A machine kept warm between device calls still holds the last call's scratch runs: the CLI rightly refuses
     # a finished run's folder, and the row must not then report that old run's metrics.
-    if args.run_dir.exists():
-        shutil.rmtree(args.run_dir)
+    profile = args.runs / f"{args.name}.profile"
+    for old in (args.run_dir, profile):
+        if old.exists():
+            shutil.rmtree(old)
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{os.environ.get('PYTHONPATH', '')}"}
-    if args.time_limit:
+    if args.time_limit or args.profile:
         env["PYTHONPATH"] = f"{ROOT / 'bench' / 'stackdump'}:{env['PYTHONPATH']}"
+    if args.time_limit:
         env["GRPO_DUMP_STACKS_AFTER"] = str(max(1.0, args.time_limit - 15))
+    if args.profile:
+        env["GRPO_PROFILE_DIR"] = str(profile)
     row: dict = {"name": args.name, "gpus": args.gpus, "launch": args.launch, "flags": " ".join(extra)}
     with MemoryWatch() as memory:
         if args.interrupt_at is not None:
@@ -201,6 +225,8 @@ def main() -> None:
     metrics = [entry for entry in metrics if "step_time" in entry]
     per_step = args.completions_per_gpu_step * args.gpus
     row.update(throughput(metrics, per_step, args.steps_per_round, args.completion_length))
+    if args.profile:
+        row["seconds_per_round"] = timings(profile, args.steps_per_round)
     row["writers"] = writers(args.run_dir, metrics[-1]["step"] if metrics else 0)
     text = log.read_text(errors="replace")
     lines = [line.split(" INFO ", 1)[-1].strip() for line in text.splitlines() if "settings:" not in line]
