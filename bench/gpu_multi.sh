@@ -7,6 +7,7 @@
 #   bash bench/gpu_multi.sh resume [BUDGET_S]    resume on 2 GPUs (Unsloth DDP), ZeRO-3 on 2 GPUs
 #   bash bench/gpu_multi.sh compiled [BUDGET_S]  1 and 2 GPUs, transformers, with and without compile_generation
 #   bash bench/gpu_multi.sh profiled [BUDGET_S]  1 and 2 GPUs, both backends, every rank's TRL timings recorded
+#   bash bench/gpu_multi.sh alone [BUDGET_S]     transformers on 1 GPU and on 2, each row alone on the host, twice
 # (on a 4-GPU host, with .whl, .whl-ds (bench/make_deepspeed_wheels.sh) and .device/tokenizer carried).
 # Results: $OUT/multi.jsonl (one line per row), $OUT/queue.log, $OUT/logs.tgz (the CLI logs and run_state /
 # metrics of every row).
@@ -57,6 +58,18 @@ t1k${tab}140${tab}$row --profile --name t1k --gpus 1 -- --backend transformers -
 u1k${tab}170${tab}$row --profile --name u1k --gpus 1 -- --backend unsloth --max-steps 24 $flags
 t2k@2${tab}150${tab}$row --profile --name t2k --gpus 2 --launch ddp --port 29511 -- --backend transformers --max-steps 24 $flags
 u2k@2${tab}180${tab}$row --profile --name u2k --gpus 2 --launch ddp --port 29513 -- --backend unsloth --max-steps 24 $flags
+JOBS
+elif [ "$stage" = alone ]; then
+# The 1-GPU rows above shared the host with another row, the DDP rows did not; the decoding of this shape is
+# bound by the CPU launching kernels, so a neighbour slows it (profiled stage: generate 12.1 s per round on one
+# GPU beside another row, 11.2-11.4 s on each DDP rank). Here every row holds the whole host (@2), alternating.
+one="CUDA_VISIBLE_DEVICES=0 $row --profile --gpus 1 -- --backend transformers --max-steps 24 $flags"
+two="$row --profile --gpus 2 --launch ddp --port 29511 -- --backend transformers --max-steps 24 $flags"
+cat > /tmp/jobs.tsv <<JOBS
+t1a@2${tab}130${tab}${one/--gpus/--name t1a --gpus}
+t2a@2${tab}125${tab}${two/--gpus/--name t2a --gpus}
+t1b@2${tab}130${tab}${one/--gpus/--name t1b --gpus}
+t2b@2${tab}125${tab}${two/--gpus/--name t2b --gpus}
 JOBS
 elif [ "$stage" = scaling ]; then
 cat > /tmp/jobs.tsv <<JOBS
