@@ -151,7 +151,7 @@ class GRPOConfig(trl.GRPOConfig):
     )
     compile_generation: bool = field(
         default=False,
-        metadata={"help": "transformers backend on CUDA: compile decoding with a static KV cache (1.5x bf16, H200)."},
+        metadata={"help": "transformers backend on CUDA, bf16 weights: compiled decoding, static KV cache (1.5x, H200)."},
     )
     log_completions_steps: int = field(
         default=10, metadata={"help": "Show a table of sample completions on the terminal every N steps (0: never)."}
@@ -483,10 +483,10 @@ def derived_defaults(values: dict[str, Any]) -> dict[str, Any]:
     chosen = {**dict.fromkeys(GENERATION_BATCH_KEYS), **merged, **derived}
     generation_batch = configured_generation_batch(types.SimpleNamespace(**chosen), world_size())  # per process
     large_4bit = merged["load_in_4bit"] and generation_batch > 16
-    if resolve_backend(merged["backend"]) == "transformers" and (merged["compile_generation"] or not large_4bit):
+    if resolve_backend(merged["backend"]) == "transformers" and not large_4bit:
         # Measured on an H100 (docs/benchmarks.md): a static KV cache gives 1.32x rollout tokens/s at the same
         # memory, except with bitsandbytes 4-bit weights and large generation batches, where dynamic is faster
-        # uncompiled; compiled decoding needs the static cache (and was faster on 4-bit weights too).
+        # (transformers does not compile 4-bit decoding, so compile_generation changes nothing there).
         derived["cache_implementation"] = "static"
     return {k: v for k, v in derived.items() if k not in values}
 

@@ -206,8 +206,13 @@ class GRPOTrainer:
     def _compiles_decoding(args, loaded: LoadedModel) -> bool:
         """Whether ``compile_generation`` can act here; if not, say why instead of ignoring it silently."""
         why = None
+        quantizer = getattr(loaded.model, "hf_quantizer", None)  # PEFT passes attributes on to the base model
         if loaded.backend != "transformers":
             why = f"the {loaded.backend} backend decodes its own way"
+        elif quantizer is not None and not quantizer.is_compileable:
+            # transformers' own criterion (GenerationMixin._valid_auto_compile_criteria): it would decode uncompiled
+            method = getattr(quantizer.quantization_config.quant_method, "value", "quantized")
+            why = f"transformers does not compile the decoding of {method} weights; set load_in_4bit false (bf16)"
         elif args.cache_implementation != "static":
             why = f"cache_implementation is {args.cache_implementation!r}; compiled decoding needs 'static'"
         if why:

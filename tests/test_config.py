@@ -264,7 +264,9 @@ def on_a_gpu(monkeypatch):
         # steps_per_generation 4 x batch 16 = 64 completions at once: as large as above, so dynamic too
         ({"steps_per_generation": 4, "per_device_train_batch_size": 16}, 64, None),
         ({"steps_per_generation": 1, "per_device_train_batch_size": 16}, 16, "static"),
-        ({"compile_generation": True}, 64, "static"),  # compiled decoding needs the static cache, 4-bit too
+        # transformers does not compile bnb 4-bit decoding (measured: no gain, 2 x H200): dynamic stays
+        ({"compile_generation": True}, 64, None),
+        ({"compile_generation": True, "load_in_4bit": False}, 64, "static"),  # compiled decoding needs static
     ],
 )
 def test_generation_batch_and_cache_chosen_on_a_gpu(on_a_gpu, flags, generation_batch, cache):
