@@ -151,7 +151,7 @@ class GRPOConfig(trl.GRPOConfig):
     )
     compile_generation: bool = field(
         default=False,
-        metadata={"help": "transformers backend on CUDA, bf16 weights: compiled decoding, static KV cache (1.5x, H200)."},
+        metadata={"help": "transformers backend, CUDA, bf16 weights: compiled decoding, static KV cache (1.5x, H200)."},
     )
     log_completions_steps: int = field(
         default=10, metadata={"help": "Show a table of sample completions on the terminal every N steps (0: never)."}
@@ -580,7 +580,7 @@ def build_config(
     if preset:
         layers.append((f"preset '{preset}'", load_preset(preset)))
     if config_file:
-        layers.append((f"config file {config_file}", read_json_object(config_file, "config")))
+        layers.append(config_file_layer(config_file))
     layers.extend(extra_layers)
     if overrides:
         layers.append(("command line", overrides))
@@ -606,7 +606,14 @@ def create_default_config(model: str = "llama-3.1-8b", dataset: str = "ultrafeed
 def load_config_from_file(path: str | Path, base: GRPOConfig | None = None) -> GRPOConfig:
     """The JSON file at ``path`` over ``base`` (the project defaults when None)."""
     extra = [("base config", config_values(base))] if base is not None else []
-    return build_config(extra_layers=[*extra, (f"config file {path}", read_json_object(path, "config"))])
+    return build_config(extra_layers=[*extra, config_file_layer(path)])
+
+
+def config_file_layer(path: str | Path) -> tuple[str, dict[str, Any]]:
+    """A user's JSON config as a layer of ``build_config``, its relative paths checked."""
+    values = read_json_object(path, "config")
+    check_paths_found(values, Path(path))
+    return f"config file {path}", values
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -677,6 +684,23 @@ def _trl_default_values() -> dict[str, Any]:
 
 
 PATH_KEYS = ("model_name", "dataset_name", "dataset_path", "reward_config", "init_adapter", "reward_model")
+
+
+def check_paths_found(values: dict[str, Any], config_file: Path) -> None:
+    """Relative paths in a config file are read from the working directory, as on the command line (the presets and
+    examples rely on it). One that is missing there but sits beside the config file is a mistake with a clear fix:
+    say so, naming the file and the key, instead of a "not found" from deep in the run."""
+    for key in PATH_KEYS:
+        value = values.get(key)
+        if not isinstance(value, str) or not value or Path(value).is_absolute() or Path(value).exists():
+            continue
+        beside = config_file.parent / value
+        if beside.exists():
+            raise ConfigError(
+                f"config file {config_file}: {key} {value!r} is not found from the working directory {Path.cwd()} "
+                f"(relative paths are read from where the command runs); it is beside the config file: write "
+                f"{str(beside)!r} or an absolute path."
+            )
 
 
 def with_absolute_paths(values: dict[str, Any]) -> dict[str, Any]:

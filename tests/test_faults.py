@@ -246,6 +246,13 @@ CONFIG_CASES = [
         ["push_to_hub", "HF_HUB_OFFLINE"],
         patch=lambda monkeypatch, tmp: monkeypatch.setenv("HF_HUB_OFFLINE", "1"),
     ),
+    Case(  # a path written relative to the config file: read from the working directory, found beside the config
+        "config-path-relative-to-config-file",
+        [*PREVIEW, "--config", "{tmp}/cfg/c.json"],
+        2,
+        ["cfg/c.json", "dataset_name 'data.jsonl'", "{tmp}/cfg/data.jsonl"],
+        {"cfg/data.jsonl": GOOD, "cfg/c.json": json.dumps({"dataset_name": "data.jsonl"})},
+    ),
     config_case("config-liger-not-installed", {"use_liger_kernel": True}, ["use_liger_kernel", "liger-kernel"]),
     config_case("config-vllm-not-installed", {"use_vllm": True}, ["use_vllm", "vllm"]),
     Case("config-num-generations-1", [*PREVIEW, *DATA, "--num-generations", "1"], 2, ["num_generations"]),
