@@ -483,7 +483,8 @@ def _warn_raised(warnings: _Warnings, err: BaseException) -> None:
 
 
 def _clean_scores(raw: list | None, count: int, warnings: _Warnings) -> tuple[list[float | None], int]:
-    """One finite float or None per completion; NaN, inf, non-numbers and a wrong count become 0.0 failures."""
+    """One finite float or None per completion; NaN, inf (in float32), non-numbers and a wrong count become 0.0
+    failures."""
     if raw is None:
         warnings.once("no list", "returned None, not a list of scores (a missing return?); the batch scores 0.0")
         return [0.0] * count, count
@@ -498,11 +499,16 @@ def _clean_scores(raw: list | None, count: int, warnings: _Warnings) -> tuple[li
             failures += 1
             number = 0.0
             if value is not _RAISED:
-                warnings.once("values", "returned NaN, inf or a non-number; those completions score 0.0")
+                warnings.once(
+                    "values", "returned NaN, inf (beyond float32, TRL's reward type) or a non-number; those score 0.0"
+                )
         clean.append(number)
     if None in clean:
         warnings.once("none", "returned None for some completions; TRL leaves those out of the weighted sum")
     return clean, failures
+
+
+FLOAT32_MAX = 3.4028234663852886e38  # TRL keeps rewards in float32: a larger score is inf there, and so the mean
 
 
 def _as_finite_float(value: Any) -> float | None:
@@ -510,7 +516,7 @@ def _as_finite_float(value: Any) -> float | None:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return number if math.isfinite(number) else None
+    return number if math.isfinite(number) and abs(number) <= FLOAT32_MAX else None
 
 
 # --------------------------------------------------------------------------------------------------

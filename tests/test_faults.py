@@ -322,6 +322,12 @@ REWARD_CASES = [
         ["score"],
         code=0,
     ),
+    reward_module(  # finite in Python, inf in TRL's float32 rewards: the logged mean was inf, without a word
+        "reward-returns-huge",
+        "def score(completions, **kw):\n    return [1e300 for _ in completions]\n",
+        ["score", "float32"],
+        code=0,
+    ),
     reward_module(
         "reward-returns-none",
         "def score(completions, **kw):\n    return [None for _ in completions]\n",

@@ -158,6 +158,8 @@ def test_raising_reward_scores_zero_and_counts(caplog):
     [
         ([float("nan"), 1.0], [0.0, 1.0]),  # NaN
         ([float("inf"), None], [0.0, None]),  # inf fails; None is kept (TRL leaves it out of the sum)
+        ([1e300, -1e39], [0.0, 0.0]),  # inf in TRL's float32 reward tensor (the logged mean was inf)
+        ([3e38, -1e-300], [3e38, -1e-300]),  # within float32
         ([1.0], [0.0, 0.0]),  # wrong count
         (["x", 2], [0.0, 2.0]),  # not a number
         (None, [0.0, 0.0]),  # no list at all (a missing return)
