@@ -369,7 +369,7 @@ def guarded_reward(fn: RewardFunc, name: str, timeout: float | None = DEFAULT_RE
         finished, outcome = _call_bounded(fn, completions, kwargs, warnings, timeout)
         if not finished:
             logger.warning(
-                "reward '%s' took over %s s (reward_timeout); this batch scores None and training goes on",
+                "reward '%s' took over %s s (reward_timeout); this batch scores None (not fatal)",
                 name,
                 timeout,
             )
@@ -479,7 +479,7 @@ def _score_rows(fn: RewardFunc, completions: list, kwargs: dict, warnings: _Warn
 
 def _warn_raised(warnings: _Warnings, err: BaseException) -> None:
     reason = f"{type(err).__name__}: {err}"
-    warnings.once(reason, f"failed ({reason}); those completions score 0.0 and training goes on")
+    warnings.once(reason, f"failed ({reason}); those completions score 0.0 (not fatal)")
 
 
 def _clean_scores(raw: list | None, count: int, warnings: _Warnings) -> tuple[list[float | None], int]:

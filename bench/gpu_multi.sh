@@ -114,5 +114,5 @@ mkdir -p /tmp/logs
 python3 bench/gpu_queue.py /tmp/jobs.tsv --deadline $((budget - (SECONDS - started) - 20)) --logs /tmp/logs
 cp /tmp/logs/queue.log "$OUT/"
 cp /tmp/runs/*.log /tmp/logs/ 2>/dev/null
-for run in /tmp/runs/*/; do mkdir -p "/tmp/logs/$(basename $run)"; cp $run/run_state.json $run/metrics.jsonl $run/grpo_training.log "/tmp/logs/$(basename $run)/" 2>/dev/null; done
+for run in /tmp/runs/*/; do mkdir -p "/tmp/logs/$(basename $run)"; cp $run/run_state.json $run/metrics.jsonl $run/grpo_training.log $run/rank*.jsonl "/tmp/logs/$(basename $run)/" 2>/dev/null; done
 tar -czf "$OUT/logs.tgz" -C /tmp logs

@@ -205,6 +205,7 @@ def test_two_step_training_saves_a_reward_model_with_its_head(trained_reward_mod
     assert info["train_pairs"] + info["heldout_accuracy"]["n"] == 40  # 8 held out, the row without a pair dropped
     assert 0.0 <= info["heldout_accuracy"]["accuracy"] <= 1.0 and info["base_model"] == str(tiny_model_dir)
     assert (folder / "metrics.jsonl").is_file() and (folder / "run_config.json").is_file()
+    assert summary["plot"] and Path(summary["plot"]).is_file()  # a reward model's curves: loss, accuracy
 
 
 def test_the_trained_folder_serves_as_reward_and_reproduces_its_heldout_accuracy(trained_reward_model):
