@@ -2,7 +2,7 @@
 """Plot a run's training curves: ``python plot_run.py RUN_DIR`` writes ``RUN_DIR/training_curves.png``.
 
 Panels (only those with data): reward per reward function, reward spread within groups, KL, completion
-length and loss, each against the optimizer step.  Reads ``metrics.jsonl`` (written during training), or the
+length and loss, each against the optimizer step (a reward model's run: loss and pairwise accuracy).  Reads ``metrics.jsonl`` (written during training), or the
 ``trainer_state.json`` of the newest checkpoint for runs made without it.
 """
 
@@ -24,6 +24,7 @@ PANELS = [
     ("Completion length (tokens)", lambda k: k in ("completions/mean_length", "completions/max_length")),
     ("Loss", lambda k: k == "loss"),
     ("Held-out reward", lambda k: k == "eval_reward"),
+    ("Pairwise accuracy (reward model)", lambda k: k in ("accuracy", "eval_accuracy")),
 ]
 
 
