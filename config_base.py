@@ -159,7 +159,15 @@ def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
 
 
 def load_preset(name: str) -> dict[str, Any]:
-    return read_json_object(PRESET_FILES[name], f"preset '{name}'")
+    """A preset's settings; the files it names (its reward config) are the project's, found wherever the command
+    runs (``--production`` from another directory failed with "reward config file not found")."""
+    values = read_json_object(PRESET_FILES[name], f"preset '{name}'")
+    project = CONFIG_DIR.parent
+    return {
+        key: str(project / value) if key != "output_dir" and isinstance(value, str) and (project / value).is_file()
+        else value
+        for key, value in values.items()
+    }  # fmt: skip
 
 
 def _alias_reward_function_type(value: Any) -> list[str]:

@@ -236,9 +236,15 @@ def test_batch_arithmetic(batch, accumulation, group, world, ok):
             check_batch_arithmetic(values, world)
 
 
-def test_presets_are_valid():
+def test_presets_are_valid(tmp_path, monkeypatch):
+    """From any directory: a preset's reward config is the project's file (--production elsewhere failed)."""
+    from rewards import load_reward_config
+
+    monkeypatch.chdir(tmp_path)
     for preset in ("quick_test", "production"):
-        build_config(preset=preset)
+        config = build_config(preset=preset)
+        assert load_reward_config(config.reward_config)
+        assert config.output_dir.startswith("./grpo_outputs/")  # still the working directory's
 
 
 @pytest.fixture()
