@@ -2,8 +2,9 @@
 """Plot a run's training curves: ``python plot_run.py RUN_DIR`` writes ``RUN_DIR/training_curves.png``.
 
 Panels (only those with data): reward per reward function, reward spread within groups, KL, completion
-length and loss, each against the optimizer step (a reward model's run: loss and pairwise accuracy).  Reads ``metrics.jsonl`` (written during training), or the
-``trainer_state.json`` of the newest checkpoint for runs made without it.
+length and loss, each against the optimizer step (a reward model's run: loss and pairwise accuracy).  Reads
+``metrics.jsonl`` (written during training), or the ``trainer_state.json`` of the newest checkpoint for runs made
+without it.
 """
 
 from __future__ import annotations
