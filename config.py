@@ -450,14 +450,26 @@ def _close(key: str) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------------------
 # Layers -> one config
-def merge_layers(layers: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """Later layers win key by key; each is alias-resolved and checked under its own name first."""
+def merge_layers(layers: list[tuple[str, dict[str, Any]]], sources: dict[str, str] | None = None) -> dict[str, Any]:
+    """Later layers win key by key; each is alias-resolved and checked under its own name first.  ``sources``, if
+    given, receives the layer each key came from."""
     merged: dict[str, Any] = {}
     for source, values in layers:
         values = resolve_aliases({k: v for k, v in values.items() if k != PROVENANCE_KEY}, source)
         check_layer(values, source)
         merged.update(values)
+        if sources is not None:
+            sources.update(dict.fromkeys(values, source))
     return merged
+
+
+def setting_source(config: GRPOConfig, key: str) -> str:
+    """Where ``key``'s value came from ("preset 'production'", "config file x.json", "command line"), so that an
+    error about it can say which setting to change."""
+    sources = getattr(config, "setting_sources", None)
+    if sources is None:  # built in Python, not by build_config
+        return "the GRPOConfig given"
+    return sources.get(key, "the defaults")
 
 
 def derived_defaults(values: dict[str, Any]) -> dict[str, Any]:
@@ -584,7 +596,8 @@ def build_config(
     layers.extend(extra_layers)
     if overrides:
         layers.append(("command line", overrides))
-    values = merge_layers(layers)
+    sources: dict[str, str] = {}
+    values = merge_layers(layers, sources)
     if values.get("generation_batch_size") is not None and values.get("steps_per_generation") is not None:
         raise ConfigError("generation_batch_size and steps_per_generation both set the generation batch; keep one.")
     if check_batches:
@@ -592,10 +605,12 @@ def build_config(
     check_reward_weight_count(values)
     values |= derived_defaults(values)
     try:
-        return GRPOConfig(**values)
+        config = GRPOConfig(**values)
     except ConfigError as err:  # a relation between settings: name the layers that were read
         given = " < ".join(source for source, _ in layers[1:]) or "defaults"
         raise ConfigError(f"settings from {given}: {err}") from None
+    config.setting_sources = sources  # not a setting: read by setting_source
+    return config
 
 
 def create_default_config(model: str = "llama-3.1-8b", dataset: str = "ultrafeedback") -> GRPOConfig:

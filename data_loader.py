@@ -953,7 +953,10 @@ def prepare_splits(dataset, *, max_samples: int | None, eval_samples: int, seed:
     """Seeded shuffle, then hold out ``eval_samples`` rows and keep at most ``max_samples`` for training."""
     dataset = dataset.shuffle(seed=seed)
     if eval_samples >= len(dataset):
-        raise DataError(f"eval_samples={eval_samples} leaves no training rows out of {len(dataset)}.")
+        raise DataError(
+            f"eval_samples={eval_samples} leaves no training rows out of {len(dataset)}: hold out fewer "
+            f"(--eval-samples N with N < {len(dataset)}, or 0 for none)."
+        )
     eval_set = dataset.select(range(eval_samples)) if eval_samples else None
     train = dataset.select(range(eval_samples, len(dataset)))
     if max_samples is not None and max_samples < len(train):

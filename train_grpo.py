@@ -279,7 +279,8 @@ def load_source(config) -> Any:
 
 def load_data(config: GRPOConfig, eval_only: bool):
     """Train and held-out splits in the GRPO schema."""
-    from data_loader import prepare_splits
+    from config import setting_source
+    from data_loader import DataError, prepare_splits
 
     dataset = load_source(config)
     if config.streaming:
@@ -290,7 +291,13 @@ def load_data(config: GRPOConfig, eval_only: bool):
         return (dataset.take(config.max_samples) if config.max_samples else dataset), None
     if eval_only:
         return None, rows_to_evaluate(dataset, config)
-    return prepare_splits(dataset, max_samples=config.max_samples, eval_samples=config.eval_samples, seed=config.seed)
+    try:
+        return prepare_splits(
+            dataset, max_samples=config.max_samples, eval_samples=config.eval_samples, seed=config.seed
+        )
+    except DataError as err:  # the only setting it can object to: say which layer set it
+        source = setting_source(config, "eval_samples")
+        raise DataError(f"{err} eval_samples={config.eval_samples} came from {source}.") from None
 
 
 SPLIT_KEYS = ("eval_samples", "max_samples", "seed")  # with the data, they decide which rows a run trained on

@@ -236,6 +236,19 @@ def test_batch_arithmetic(batch, accumulation, group, world, ok):
             check_batch_arithmetic(values, world)
 
 
+def test_each_setting_knows_its_layer(tmp_path):
+    from config import GRPOConfig, setting_source
+
+    file = tmp_path / "c.json"
+    file.write_text('{"learning_rate": 1e-6, "group_size": 4}')
+    config = build_config(preset="production", config_file=file, overrides={"max_steps": 3})
+    assert setting_source(config, "eval_samples") == "preset 'production'"
+    assert setting_source(config, "learning_rate") == setting_source(config, "num_generations") == f"config file {file}"
+    assert setting_source(config, "max_steps") == "command line"
+    assert setting_source(config, "weight_decay") == "the defaults"
+    assert setting_source(GRPOConfig(output_dir="o"), "eval_samples") == "the GRPOConfig given"
+
+
 def test_presets_are_valid(tmp_path, monkeypatch):
     """From any directory: a preset's reward config is the project's file (--production elsewhere failed)."""
     from rewards import load_reward_config

@@ -196,6 +196,13 @@ DATA_CASES = [
     ),
     preview("data-all-rows-bad-skipped", {"data.jsonl": "{bad\n{bad\n"}, ["data.jsonl"], args=["--skip-bad-rows"]),
     preview("data-eval-samples-too-many", {"data.jsonl": GOOD}, ["eval_samples"], args=["--eval-samples", "8"]),
+    # the value came from a preset the user may not have read: the error says so (from the fault hunt)
+    preview(
+        "data-eval-samples-from-preset",
+        {"data.jsonl": GOOD},
+        ["eval_samples=200", "--eval-samples N", "preset 'production'"],
+        args=["--production"],
+    ),
     Case(
         "data-dataset-path-missing",
         [*PREVIEW, "--dataset", "hh_rlhf", "--dataset-path", "{tmp}/nope"],
