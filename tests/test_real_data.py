@@ -30,6 +30,7 @@ DATA = ROOT / "tests" / "data"
 HH_SAMPLE = DATA / "hh_rlhf_harmless_test_sample.jsonl.gz"  # 108 rows of anthropics/hh-rlhf harmless-base/test
 UF_FLAT_SAMPLE = DATA / "ultrafeedback_binarized_flat_sample.jsonl"  # 40 UltraFeedback binarized rows
 OPENBMB_SAMPLE = DATA / "openbmb_pipeline_truthful_qa.json"  # 10 rows of the openbmb/UltraFeedback schema
+SUMMARIZE_ROW = DATA / "summarize_from_feedback_readme_row.jsonl"  # the dataset authors' example comparison
 
 
 def roles(prompt):
@@ -96,6 +97,22 @@ def test_real_ultrafeedback_binarized_rows():
     assert len(dataset) == 40 and all(dataset[CHOSEN]) and all(dataset[REJECTED])
     assert dataset[0][PROMPT][0]["content"].startswith("Write a Java program that prompts the user")
     assert dataset[0]["metadata"] == {"score_chosen": 9.0, "score_rejected": 7.0}
+
+
+def test_real_summarize_from_feedback_comparison():
+    """The authors' own example row: the human chose summaries[1] (the reference), so it is the chosen answer."""
+    raw = json.loads(SUMMARIZE_ROW.read_text())
+    dataset = load_grpo_dataset("openai_summarize", dataset_path=str(SUMMARIZE_ROW))
+    assert len(dataset) == 1 and raw["choice"] == 1
+    row = dataset[0]
+    text = row[PROMPT][0]["content"]
+    assert "SUBREDDIT: r/legaladvice" in text and "TITLE: Anybody with knowledge of the Dutch law" in text
+    assert text.rstrip().endswith(raw["info"]["post"].strip())
+    assert row[CHOSEN] == raw["summaries"][1]["text"].strip() and row[CHOSEN].startswith("we suspect other party")
+    assert row[REJECTED] == raw["summaries"][0]["text"].strip()
+    # the same file as a user's own data is recognised by its columns
+    own = load_grpo_dataset(str(SUMMARIZE_ROW))[0]
+    assert (own[PROMPT], own[CHOSEN], own[REJECTED]) == (row[PROMPT], row[CHOSEN], row[REJECTED])
 
 
 def test_openbmb_schema_completions_column_is_renamed(caplog):
