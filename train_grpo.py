@@ -21,6 +21,7 @@ from config_base import (
     REWARD_NAMES,
     ConfigError,
     import_unsloth_first,
+    load_preset,
     read_json_object,
 )
 
@@ -227,16 +228,16 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def saved_run_layer(args: argparse.Namespace, overrides: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """For --eval-only, the evaluated run's own settings (rewards, data, split) between the file and the flags."""
-    from config import PROJECT_DEFAULTS, merge_layers
+    from config import PROJECT_DEFAULTS, config_file_layer, merge_layers
 
     if not args.eval_only:
         return []
     layers = [("project defaults", PROJECT_DEFAULTS)]
     preset = preset_name(args)
     if preset:
-        layers.append((f"preset '{preset}'", read_json_object(PRESET_FILES[preset], f"preset '{preset}'")))
+        layers.append((f"preset '{preset}'", load_preset(preset)))
     if args.config:
-        layers.append((f"config file {args.config}", read_json_object(args.config, "config")))
+        layers.append(config_file_layer(args.config))
     run_dir = Path(merge_layers([*layers, ("command line", overrides)])["output_dir"])
     saved = run_dir / RUN_CONFIG_FILE
     if not saved.is_file():
