@@ -32,6 +32,7 @@ SAMPLING_BYTES = 16  # per sequence per vocabulary entry while sampling: fp32 lo
 GENERATION_BATCH_CAP = 128
 MAX_STEPS_PER_GENERATION = 8
 MEMORY_HEADROOM = 0.85  # share of the free memory the estimate may fill (CUDA context, fragmentation)
+UNSLOTH_KV_BLOCK = 256  # rows Unsloth 2026.10.9 sizes its decoding KV buffers by (prompt + max_new_tokens, rounded up)
 
 
 class ResourceError(RuntimeError):
@@ -45,10 +46,12 @@ class MemoryEstimate:
     kv_cache: float
     activations: float
     sampling: float = 0.0
+    rollout_logits: float = 0.0  # Unsloth: bf16 logits of the whole round's completions while it scores them
 
     @property
     def total(self) -> float:
-        return self.weights + self.lora_and_optimizer + self.kv_cache + self.activations
+        # the training step's activations and the rollout's logits are not held at the same time
+        return self.weights + self.lora_and_optimizer + self.kv_cache + max(self.activations, self.rollout_logits)
 
     def describe(self) -> str:
         parts = ", ".join(f"{name.replace('_', ' ')} {value / GIB:.1f}" for name, value in vars(self).items())
@@ -56,14 +59,22 @@ class MemoryEstimate:
 
 
 def estimate(
-    config: GRPOConfig, model_config, four_bit: bool, generation_batch: int | None = None, shards: int = 1
+    config: GRPOConfig,
+    model_config,
+    four_bit: bool,
+    generation_batch: int | None = None,
+    shards: int = 1,
+    unsloth: bool = False,
 ) -> MemoryEstimate:
     """Memory of a GRPO LoRA run of ``config`` on a model described by ``model_config`` (a transformers config),
     on one GPU.
 
     ``generation_batch``: completions this process generates at once (default: the configured generation batch,
     else the optimizer batch, TRL's default).  ``shards``: processes that the weights and the LoRA optimizer
-    state are split over (FSDP, ZeRO-3); one layer is gathered whole at a time.
+    state are split over (FSDP, ZeRO-3); one layer is gathered whole at a time.  ``unsloth``: Unsloth keeps its
+    decoding KV buffers (in blocks of ``UNSLOTH_KV_BLOCK`` rows) and scores the whole round's completions with
+    their bf16 logits; measured on the 8B shape, 0.12 GiB more per completion of 256 tokens (docs/benchmarks.md,
+    the generation-batch sweep), twice what the KV cache alone would explain.
     """
     text = getattr(model_config, "text_config", model_config)
     hidden, layers, vocab = text.hidden_size, text.num_hidden_layers, text.vocab_size
@@ -91,11 +102,13 @@ def estimate(
     lora = lora_params * (2 + 4 + 8 + 4) / shards  # weights, fp32 grads, Adam moments, fp32 master copy
     sequence = config.max_seq_length  # prompt + completion tokens
     generation_batch = generation_batch or configured_generation_batch(config)
-    kv_cache = layers * 2 * kv_heads * head_dim * sequence * generation_batch * 2
+    kv_rows = math.ceil(sequence / UNSLOTH_KV_BLOCK) * UNSLOTH_KV_BLOCK if unsloth else sequence
+    kv_cache = layers * 2 * kv_heads * head_dim * kv_rows * generation_batch * 2
     tokens = config.per_device_train_batch_size * sequence
     activations = tokens * hidden * 2 * layers + tokens * max(hidden, intermediate) * ACTIVATION_FACTOR
     sampling = generation_batch * vocab * SAMPLING_BYTES
-    return MemoryEstimate(weights, lora, kv_cache, activations, sampling)
+    rollout_logits = generation_batch * config.max_completion_length * vocab * 2 if unsloth else 0
+    return MemoryEstimate(weights, lora, kv_cache, activations, sampling, rollout_logits)
 
 
 def configured_generation_batch(config, world_size: int = 1) -> int:
@@ -108,7 +121,12 @@ def configured_generation_batch(config, world_size: int = 1) -> int:
 
 
 def choose_generation_batch(
-    config: GRPOConfig, model_config, four_bit: bool, free_bytes: int | None, world_size: int = 1
+    config: GRPOConfig,
+    model_config,
+    four_bit: bool,
+    free_bytes: int | None,
+    world_size: int = 1,
+    unsloth: bool = False,
 ) -> tuple[int, str]:
     """TRL's ``generation_batch_size`` (completions over all processes) for a run that gave none, and why.
 
@@ -124,9 +142,9 @@ def choose_generation_batch(
     cap = min(GENERATION_BATCH_CAP * world_size, optimizer_batch * MAX_STEPS_PER_GENERATION)
     budget = MEMORY_HEADROOM * free_bytes
     shards = sharding(world_size)
-    chosen, needed = unit, estimate(config, model_config, four_bit, unit // world_size, shards)
+    chosen, needed = unit, estimate(config, model_config, four_bit, unit // world_size, shards, unsloth)
     for batch in range(2 * unit, cap + 1, unit):
-        larger = estimate(config, model_config, four_bit, batch // world_size, shards)
+        larger = estimate(config, model_config, four_bit, batch // world_size, shards, unsloth)
         if larger.total > budget:
             break
         chosen, needed = batch, larger
@@ -171,7 +189,13 @@ def generation_batch_for(config: GRPOConfig, model_path: str, four_bit: bool, wo
     model_config = _model_config(model_path) if free is not None else None
     if model_config is None:
         free = None  # no shape to estimate with: keep the optimizer batch
-    return choose_generation_batch(config, model_config, four_bit, free, world_size)
+    return choose_generation_batch(config, model_config, four_bit, free, world_size, _uses_unsloth(config))
+
+
+def _uses_unsloth(config) -> bool:
+    from models import resolve_backend
+
+    return resolve_backend(config.backend) == "unsloth"
 
 
 def check_fits(config: GRPOConfig, model_path: str, four_bit: bool, world_size: int = 1) -> MemoryEstimate | None:
@@ -183,9 +207,8 @@ def check_fits(config: GRPOConfig, model_path: str, four_bit: bool, world_size: 
     model_config = _model_config(model_path)
     if model_config is None:
         return None
-    needed = estimate(
-        config, model_config, four_bit, configured_generation_batch(config, world_size), sharding(world_size)
-    )
+    batch = configured_generation_batch(config, world_size)
+    needed = estimate(config, model_config, four_bit, batch, sharding(world_size), _uses_unsloth(config))
     free, total = torch.cuda.mem_get_info()
     logger.info("estimated GPU memory: %s; free %.1f of %.1f GiB", needed.describe(), free / GIB, total / GIB)
     if needed.total > free:
