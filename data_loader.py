@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 PROMPT, CHOSEN, REJECTED = "prompt", "chosen", "rejected"
 QUESTION, ANSWER = "question", "answer"
+# Other names of a prompt's reference answer in common GRPO files (prompt + answer / solution; TRL's prompt-completion
+# format), read as ``chosen`` when there is no ``chosen`` column.
+REFERENCE_COLUMNS = (ANSWER, "solution", "completion")
 ROLE, CONTENT = "role", "content"
 SCHEMA_COLUMNS = (PROMPT, CHOSEN, REJECTED)
 
@@ -125,7 +128,9 @@ def convert_preference(row: Row) -> Row:
     """``prompt`` (string or messages) with optional ``chosen``/``rejected`` (strings or conversations).
 
     Covers UltraFeedback binarized, the seed's custom format, message-list rows and prompt-only rows; a row
-    without ``prompt`` takes it from the turns of ``chosen`` before its final reply.
+    without ``prompt`` takes it from the turns of ``chosen`` before its final reply.  Without ``chosen``, an
+    ``answer`` / ``solution`` / ``completion`` column is the reference (a reward comparing with the reference
+    otherwise found none and scored keywords instead).
     """
     if PROMPT in row and row[PROMPT] is not None:
         prompt = _as_messages(row[PROMPT], PROMPT)
@@ -135,12 +140,21 @@ def convert_preference(row: Row) -> Row:
         prompt = _prompt_before_reply(_as_messages(row[CHOSEN], CHOSEN))
     else:
         raise DataError("no 'prompt', and 'chosen' is not a conversation to take it from")
+    reference_key = next((key for key in (CHOSEN, *REFERENCE_COLUMNS) if row.get(key) is not None), CHOSEN)
     return {
         **row,
         PROMPT: _checked_prompt(prompt, PROMPT),
-        CHOSEN: _final_reply(row.get(CHOSEN), CHOSEN),
+        CHOSEN: _final_reply(_reference_value(row, reference_key), reference_key),
         REJECTED: _final_reply(row.get(REJECTED), REJECTED),
     }
+
+
+def _reference_value(row: Row, key: str) -> Any:
+    """The reference; a numeric ``answer`` / ``solution`` (42) as its text, as for GSM8K-style rows."""
+    value = row.get(key)
+    if key != CHOSEN and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
 
 
 def convert_question_answer(row: Row) -> Row:
@@ -308,7 +322,8 @@ CONVERTERS: dict[str, Callable[[Row], Row]] = {
 }
 
 ACCEPTED_SHAPES = (
-    '{"prompt": str | messages, "chosen": str | messages, "rejected": str | messages} (chosen/rejected optional); '
+    '{"prompt": str | messages, "chosen": str | messages, "rejected": str | messages} (chosen/rejected optional; '
+    'without chosen, an "answer", "solution" or "completion" column is the reference); '
     '{"chosen": messages, "rejected": messages} (UltraFeedback); {"question", "answer"} (GSM8K); '
     '{"chosen", "rejected"} hh-rlhf dialogue strings; {"info", "summaries", "choice"} (summarize_from_feedback); '
     '{"instruction", "completions"} (openbmb/UltraFeedback)'
@@ -653,8 +668,10 @@ def _dataset_from_rows(located: list[tuple[str, Row]]):
     import pyarrow
     from datasets import Dataset
 
+    # every row gets every column (datasets takes the columns from the first row: a key missing there was dropped)
+    columns = dict.fromkeys(key for _, row in located for key in row)
     try:
-        return Dataset.from_list([row for _, row in located])
+        return Dataset.from_list([{key: row.get(key) for key in columns} for _, row in located])
     except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, TypeError) as err:
         raise DataError(_mixed_type_message(located, err)) from None
 
@@ -829,7 +846,8 @@ DATASET_SOURCES: dict[str, DatasetSource] = {
     ),
 }
 HUB_ID_TO_SOURCE = {source.hub_id.lower(): name for name, source in DATASET_SOURCES.items() if source.hub_id}
-HUB_ID_TO_SOURCE["carperai/openai_summarize_comparisons"] = "openai_summarize"
+# Known on the hub but not loaded by name: loading the source it resembles would train on other data, silently.
+HUB_IDS_BY_FILE = {"carperai/openai_summarize_comparisons": "its layout (prompt ... TL;DR:, chosen, rejected)"}
 
 
 def _hub_arguments(source_name: str, split: str, subset: str | None) -> dict:
@@ -865,12 +883,26 @@ def load_hub_rows(
 # Public API
 
 
+def local_copy_converter(source_name: str | None) -> str | None:
+    """The converter for a local copy of a named source; None (each row's shape decides) where copies come in
+    more than one layout (summarize_from_feedback: OpenAI's comparisons or CarperAI's prompt/chosen/rejected)."""
+    if source_name is None or source_name == "openai_summarize":
+        return None
+    return DATASET_SOURCES[source_name].converter
+
+
 def resolve_source(dataset_name: str) -> tuple[str | None, str | None]:
     """(source name, local path) for a dataset name, hub id or local path."""
     if dataset_name in DATASET_SOURCES:
         return dataset_name, None
     if dataset_name.lower() in HUB_ID_TO_SOURCE:
         return HUB_ID_TO_SOURCE[dataset_name.lower()], None
+    if dataset_name.lower() in HUB_IDS_BY_FILE:
+        raise DataError(
+            f"{dataset_name} is not loaded from the hub by name; download its files and give one with --custom-data "
+            f"({HUB_IDS_BY_FILE[dataset_name.lower()]} is recognised), or use --dataset openai_summarize for OpenAI's "
+            "own comparisons."
+        )
     if is_local_path(dataset_name):
         return None, dataset_name
     raise DataError(
@@ -905,10 +937,20 @@ def load_grpo_dataset(
             "(--dataset ultrafeedback / hh_rlhf / openai_summarize); drop them."
         )
     if source_name == "arithmetic":
+        if ignored:  # the quick test's preset names it: a user's own file was silently not read (fault hunt)
+            raise DataError(
+                f"the arithmetic dataset is generated, not read: {' and '.join(ignored)} do not apply. For your own "
+                "file use --custom-data PATH (also with --quick-test)."
+            )
         return Dataset.from_list(make_arithmetic_rows(arithmetic_rows, seed))
+    if dataset_path and subset:
+        raise DataError(
+            f"--dataset-subset {subset} selects a part of {DATASET_SOURCES[source_name].hub_id} on the hub; a local "
+            "copy (--dataset-path) is read whole. Drop --dataset-subset, or give that subset's file."
+        )
     max_share = bad_row_share(source_name is not None, skip_bad_rows)
     if local_path or dataset_path:
-        converter = DATASET_SOURCES[source_name].converter if source_name and dataset_path else None
+        converter = local_copy_converter(source_name) if dataset_path else None
         if streaming:
             return stream_rows(local_path or dataset_path, converter, max_share)
         return load_local_rows(local_path or dataset_path, converter, max_share)
@@ -943,7 +985,14 @@ def filter_long_prompts(dataset, tokenizer, max_prompt_tokens: int):
     keep = [i for i, n in enumerate(counts) if n <= max_prompt_tokens]
     dropped = len(counts) - len(keep)
     if dropped:
-        logger.info("dropped %d of %d prompts longer than %d tokens", dropped, len(counts), max_prompt_tokens)
+        # a warning: the run trains on fewer prompts than it said it loaded (7 of 8 went silently at INFO)
+        logger.warning(
+            "dropped %d of %d prompts longer than %d tokens (max_seq_length - max_completion_length); raise "
+            "max_seq_length to keep them",
+            dropped,
+            len(counts),
+            max_prompt_tokens,
+        )
     if not keep:
         raise DataError(f"every prompt is longer than {max_prompt_tokens} tokens; raise max_seq_length.")
     return dataset.select(keep) if dropped else dataset
@@ -961,7 +1010,24 @@ def prepare_splits(dataset, *, max_samples: int | None, eval_samples: int, seed:
     train = dataset.select(range(eval_samples, len(dataset)))
     if max_samples is not None and max_samples < len(train):
         train = train.select(range(max_samples))
+    if eval_set is not None:
+        warn_if_held_out_prompts_are_trained(train, eval_set)
     return train, eval_set
+
+
+def warn_if_held_out_prompts_are_trained(train, eval_set) -> int:
+    """Held-out rows whose prompt is also a training prompt (a file with duplicate rows): their scores measure
+    memory, not generalisation.  Warned with the count; returned for the caller."""
+    seen = {json.dumps(prompt, sort_keys=True) for prompt in train[PROMPT]}
+    leaked = sum(json.dumps(prompt, sort_keys=True) in seen for prompt in eval_set[PROMPT])
+    if leaked:
+        logger.warning(
+            "%d of %d held-out prompts are also training prompts (duplicate rows in the data); their held-out "
+            "scores overstate what the model learned. Remove duplicates to evaluate on unseen prompts.",
+            leaked,
+            len(eval_set),
+        )
+    return leaked
 
 
 def _collate_rows(batch: list[Row]) -> list[Row]:

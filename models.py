@@ -105,12 +105,50 @@ def resolve_model_path(model_name: str) -> str:
     resolved = MODEL_ALIASES.get(model_name, model_name)
     local = Path(resolved).expanduser()
     if local.is_dir():
-        if not (local / "config.json").is_file():
-            raise ModelError(f"model folder {local} has no config.json; point --model at a saved HF model folder.")
+        check_model_folder(local)
         return str(local)
+    if local.is_file():
+        raise ModelError(
+            f"--model {local} is a file; give the folder of a saved HF model (config.json, weights, tokenizer)"
+            + (", not a GGUF file (the embedded model's GGUF is converted for you: --model smollm2-135m)." if
+               local.suffix == ".gguf" else ", not a file in it.")
+        )  # fmt: skip
     if resolved.startswith((".", "/", "~")):
         raise ModelError(f"model folder {local} does not exist.")
     return resolved
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+LFS_POINTER = b"version https://git-lfs"
+
+
+def check_model_folder(folder: Path) -> None:
+    """A local model folder is usable before anything is loaded: one line for the mistakes users make (a LoRA
+    adapter or run folder given as the model, a folder without tokenizer files, weights cloned without git-lfs)."""
+    adapter = folder / "adapter_config.json"
+    if not (folder / "config.json").is_file():
+        if adapter.is_file():
+            try:
+                base = json.loads(adapter.read_text()).get("base_model_name_or_path") or "<its base model>"
+            except (ValueError, AttributeError):  # not JSON, or not an object
+                base = "<its base model>"
+            raise ModelError(
+                f"{folder} is a LoRA adapter, not a model: give its base model and the adapter, "
+                f"--model {base} --init-adapter {folder} (or --eval-only --output-dir <its run folder>)."
+            )
+        raise ModelError(f"model folder {folder} has no config.json; point --model at a saved HF model folder.")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelError(
+            f"model folder {folder} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); save the tokenizer "
+            "there too (tokenizer.save_pretrained), or copy them from the model's source."
+        )
+    for weights in sorted(folder.glob("*.safetensors")):
+        with open(weights, "rb") as handle:
+            if handle.read(len(LFS_POINTER)) == LFS_POINTER:
+                raise ModelError(
+                    f"{weights} is a Git LFS pointer, not the weights (cloned without git-lfs): run `git lfs pull` "
+                    f"in {folder}, or download the model again."
+                )
 
 
 def _hub_error(model_name: str, resolved: str, err: Exception) -> ModelError:

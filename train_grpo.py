@@ -102,8 +102,19 @@ class OneLineErrorParser(argparse.ArgumentParser):
     def error(self, message: str):
         from run_utils import local_rank
 
-        line = f"ERROR {self.prog}: {message} (전체 옵션: python train_grpo.py --help)\n"
+        line = f"ERROR {self.prog}: {message} (전체 옵션: python {self.prog} --help)\n"
         self.exit(2, line if local_rank() == 0 else None)  # under a launcher: once per machine
+
+
+class GivenOnce(argparse.Action):
+    """A flag that may be given once: a second one would silently replace the first (``--config a.json --config
+    b.json`` dropped a.json)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        earlier = getattr(namespace, self.dest, None)
+        if earlier is not None:
+            parser.error(f"{option_string} given twice ({earlier}, {values}); give one (merge the files into one)")
+        setattr(namespace, self.dest, values)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-path", metavar="PATH", help="--dataset 의 로컬 사본 (파일 또는 save_to_disk 폴더)")
     p.add_argument("--dataset-subset", metavar="NAME", help="데이터셋 하위 집합 (예: hh_rlhf 의 helpful-base)")
     p.add_argument("--custom-data", metavar="PATH", help="커스텀 데이터셋 파일 경로 (.jsonl/.json/.parquet/.csv)")
-    p.add_argument("--config", metavar="PATH", help="설정 파일 경로 (JSON)")
+    p.add_argument("--config", metavar="PATH", action=GivenOnce, help="설정 파일 경로 (JSON)")
     preset = p.add_mutually_exclusive_group()
     preset.add_argument("--quick-test", action="store_true", help="빠른 테스트 실행 (내장 모델, 몇 스텝)")
     preset.add_argument("--production", action="store_true", help="프로덕션 훈련 실행 (config/production.json)")
@@ -162,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reward-function",
         nargs="+",
+        action="extend",  # repeated, the names add up (the second one replaced the first)
         type=reward_name,
         metavar="{accuracy,length,custom}",
         help="보상 함수 타입, 여러 개 가능 (기본: accuracy); package.module.function 도 가능",

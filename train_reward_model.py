@@ -361,14 +361,16 @@ FLAG_TO_KEY = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from train_grpo import GivenOnce, OneLineErrorParser
+
+    p = OneLineErrorParser(
         prog="train_reward_model.py",
         description="TRL RewardTrainer 로 chosen/rejected 쌍에서 보상 모델(LoRA + score 헤드)을 훈련합니다. "
         "결과 폴더는 train_grpo.py --reward-model 로 GRPO 보상에 씁니다.",
         epilog="설정 우선순위: 기본값 < --config 파일 < 명령줄 옵션. "
         "설정 파일에는 trl.RewardConfig 의 모든 필드도 쓸 수 있습니다.",
     )
-    p.add_argument("--config", metavar="PATH", help="설정 파일 경로 (JSON)")
+    p.add_argument("--config", metavar="PATH", action=GivenOnce, help="설정 파일 경로 (JSON)")
     p.add_argument("--model", help=f"기반 모델: 짧은 이름, 허브 ID 또는 로컬 폴더 (내장 모델: {EMBEDDED_MODEL})")
     p.add_argument("--dataset", help="데이터셋: ultrafeedback, hh_rlhf, openai_summarize, 허브 ID 또는 로컬 경로")
     p.add_argument("--dataset-path", metavar="PATH", help="--dataset 의 로컬 사본 (파일 또는 save_to_disk 폴더)")

@@ -39,6 +39,8 @@ SEED_COMMANDS = {
         "max_completion_length": 64,
     },
     "--reward-function my_pkg.rewards.brevity": {"reward_functions": ["my_pkg.rewards.brevity"]},
+    # repeated, the names add up (the second replaced the first: the second fault hunt)
+    "--reward-function accuracy --reward-function length": {"reward_functions": ["accuracy", "length"]},
 }
 
 

@@ -110,6 +110,18 @@ def user(text):
             "The capital of France is Paris.",
             "I don't know.",
         ),
+        # without chosen, the common names of a reference answer (they were kept as columns, and rewards that
+        # compare with the reference found none: the second fault hunt)
+        (convert_preference, {"prompt": "2 + 2?", "answer": 4}, user("2 + 2?"), "4", ""),
+        (convert_preference, {"prompt": "Solve x.", "solution": "\\boxed{3}"}, user("Solve x."), "\\boxed{3}", ""),
+        (  # TRL's prompt-completion format
+            convert_preference,
+            {"prompt": user("Hi"), "completion": [{"role": "assistant", "content": "Hello."}]},
+            user("Hi"),
+            "Hello.",
+            "",
+        ),
+        (convert_preference, {"prompt": "Q?", "chosen": "A.", "answer": "B"}, user("Q?"), "A.", ""),  # chosen wins
         (convert_question_answer, GSM8K_ROW, user(GSM8K_ROW["question"]), GSM8K_ROW["answer"], ""),
         (convert_ultrafeedback_raw, ULTRAFEEDBACK_RAW_ROW, user("Name a prime number."), "7", "9"),
     ],
@@ -191,6 +203,23 @@ def test_named_source_from_local_copy(tmp_path):
     assert len(dataset) == 3 and dataset[0][CHOSEN] == "Start with an active starter."
 
 
+def test_a_column_missing_from_the_first_row_is_kept(tmp_path):
+    """datasets takes the columns from the first row: a reward's extra column given from row 2 on was dropped."""
+    rows = [{"prompt": "Q0?", "chosen": "A"}, *({"prompt": f"Q{i}?", "chosen": "A", "gold": i} for i in range(1, 4))]
+    dataset = load_grpo_dataset(str(write_jsonl(tmp_path / "mixed.jsonl", rows)))
+    assert dataset["gold"] == [None, 1, 2, 3]
+
+
+def test_summarize_local_copy_in_either_layout(tmp_path):
+    """A local copy of openai_summarize may be OpenAI's comparisons or CarperAI's prompt/chosen/rejected."""
+    path = write_jsonl(tmp_path / "carper.jsonl", [SUMMARIZE_CARPER_ROW] * 2)
+    carper = load_grpo_dataset("openai_summarize", dataset_path=str(path))
+    openai = load_grpo_dataset(
+        "openai_summarize", dataset_path=str(write_jsonl(tmp_path / "o.jsonl", [SUMMARIZE_OPENAI_ROW]))
+    )
+    assert carper[0][CHOSEN] == openai[0][CHOSEN]
+
+
 def test_hub_id_resolves_to_its_converter(tmp_path):
     path = write_jsonl(tmp_path / "uf.jsonl", [ULTRAFEEDBACK_ROW] * 2)
     dataset = load_grpo_dataset("HuggingFaceH4/ultrafeedback_binarized", dataset_path=str(path))
@@ -245,6 +274,15 @@ def test_splits_are_seeded_and_disjoint():
     again, _ = prepare_splits(dataset, max_samples=10, eval_samples=5, seed=3)
     assert len(train) == 10 and len(held_out) == 5 and train[PROMPT] == again[PROMPT]
     assert not {str(p) for p in train[PROMPT]} & {str(p) for p in held_out[PROMPT]}
+
+
+def test_duplicate_rows_in_both_splits_are_warned(caplog):
+    from datasets import Dataset
+
+    rows = make_arithmetic_rows(10, seed=1)
+    train, held_out = prepare_splits(Dataset.from_list(rows + rows), max_samples=None, eval_samples=4, seed=3)
+    leaked = sum(p in train[PROMPT] for p in held_out[PROMPT])
+    assert leaked > 0 and f"{leaked} of 4 held-out prompts are also training prompts" in caplog.text
 
 
 def test_long_prompts_are_dropped_and_counted(tiny_model_dir, caplog):

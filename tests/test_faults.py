@@ -196,6 +196,41 @@ DATA_CASES = [
     ),
     preview("data-all-rows-bad-skipped", {"data.jsonl": "{bad\n{bad\n"}, ["data.jsonl"], args=["--skip-bad-rows"]),
     preview("data-eval-samples-too-many", {"data.jsonl": GOOD}, ["eval_samples"], args=["--eval-samples", "8"]),
+    # second fault hunt: these read other data than the user gave, with exit 0
+    Case(
+        "data-arithmetic-with-dataset-path",
+        [*PREVIEW, "--dataset", "arithmetic", "--dataset-path", "{tmp}/data.jsonl"],
+        2,
+        ["arithmetic dataset is generated", "--dataset-path", "--custom-data"],
+        {"data.jsonl": GOOD},
+    ),
+    Case(
+        "data-quick-test-with-dataset-path",
+        [*PREVIEW, "--quick-test", "--dataset-path", "{tmp}/data.jsonl"],
+        2,
+        ["--dataset-path", "--custom-data PATH (also with --quick-test)"],
+        {"data.jsonl": GOOD},
+    ),
+    Case(
+        "data-subset-with-local-copy",
+        [*PREVIEW, "--dataset", "hh_rlhf", "--dataset-path", "{tmp}/data.jsonl", "--dataset-subset", "helpful-base"],
+        2,
+        ["--dataset-subset helpful-base", "Anthropic/hh-rlhf", "read whole"],
+        {"data.jsonl": GOOD},
+    ),
+    Case(
+        "data-carper-hub-id",
+        [*PREVIEW, "--dataset", "CarperAI/openai_summarize_comparisons"],
+        2,
+        ["CarperAI/openai_summarize_comparisons", "--custom-data", "--dataset openai_summarize"],
+    ),
+    Case(
+        "cli-config-given-twice",
+        [*PREVIEW, *DATA, "--config", "{tmp}/a.json", "--config", "{tmp}/b.json"],
+        2,
+        ["--config given twice", "{tmp}/a.json"],
+        {"data.jsonl": GOOD, "a.json": "{}", "b.json": "{}"},
+    ),
     # the value came from a preset the user may not have read: the error says so (from the fault hunt)
     preview(
         "data-eval-samples-from-preset",
@@ -604,6 +639,44 @@ ENV_CASES = [
         2,
         ["unsloth", "CUDA"],
         {"data.jsonl": GOOD},
+        model=True,
+    ),
+    # found by the second fault hunt: real mistakes with model folders (each failed late, with exit 1 or a vague line)
+    Case(
+        "env-model-is-a-lora-adapter",
+        [*TINY, *DATA, *OUT, "--model", "{tmp}/adapter"],
+        2,
+        ["is a LoRA adapter", "--model base/model --init-adapter {tmp}/adapter"],
+        {"data.jsonl": GOOD, "adapter/adapter_config.json": json.dumps({"base_model_name_or_path": "base/model"})},
+        model=True,
+    ),
+    Case(
+        "env-model-without-tokenizer",
+        [*TINY, *DATA, *OUT, "--model", "{tmp}/model"],
+        2,
+        ["{tmp}/model", "no tokenizer files"],
+        {"data.jsonl": GOOD, "model/config.json": "{}", "model/model.safetensors": b"\0" * 16},
+        model=True,
+    ),
+    Case(
+        "env-model-weights-are-lfs-pointers",
+        [*TINY, *DATA, *OUT, "--model", "{tmp}/model"],
+        2,
+        ["model.safetensors is a Git LFS pointer", "git lfs pull"],
+        {
+            "data.jsonl": GOOD,
+            "model/config.json": "{}",
+            "model/tokenizer.json": "{}",
+            "model/model.safetensors": "version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 12\n",
+        },
+        model=True,
+    ),
+    Case(
+        "env-model-is-a-gguf-file",
+        [*TINY, *DATA, *OUT, "--model", "{tmp}/m.gguf"],
+        2,
+        ["{tmp}/m.gguf is a file", "GGUF"],
+        {"data.jsonl": GOOD, "m.gguf": b"GGUF\0\0\0\0"},
         model=True,
     ),
     Case(
