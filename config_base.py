@@ -143,6 +143,8 @@ def unsloth_imported() -> bool:
 def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
     """Read a JSON object from ``path`` with errors that name the file and the line."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder; give the JSON file.")
     if not path.is_file():
         raise ConfigError(f"{what} file not found: {path}")
     try:
@@ -152,7 +154,10 @@ def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
             f"{what} {path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8."
         ) from None
     except json.JSONDecodeError as err:
-        raise ConfigError(f"{what} {path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+        yaml = " (config files are JSON, not YAML)" if path.suffix in (".yaml", ".yml") else ""
+        raise ConfigError(
+            f"{what} {path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}{yaml}"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{what} {path}: expected a JSON object {{...}}, got {type(data).__name__}.")
     return data

@@ -348,6 +348,10 @@ def detect_format(row: Row) -> str:
         if isinstance(row[CHOSEN], str) and _HH_TURN_RE.search(row[CHOSEN]) and "Assistant:" in row[CHOSEN]:
             return "hh_rlhf"
         return "preference"
+    separator = next((sep for sep in (";", "\t", "|") if len(keys) == 1 and sep in next(iter(keys))), None)
+    if separator:  # one column whose name holds the others: a CSV written with another separator
+        raise DataError(f"unrecognised columns {sorted(keys)}: the header is separated by {separator!r}; save the CSV "
+                        "with commas (pandas: to_csv(path, index=False)) or as JSON Lines")  # fmt: skip
     raise DataError(f"unrecognised columns {sorted(keys)}")
 
 
@@ -513,16 +517,16 @@ def _is_gzip(path: Path) -> bool:
         return handle.read(2) == GZIP_MAGIC
 
 
-def _open_text(path: Path):
+def _open_text(path: Path, newline: str | None = None):
     """Text (BOM-tolerant UTF-8), decompressed when the file is gzip whatever its name says."""
     if _is_gzip(path):
-        return gzip.open(path, "rt", encoding="utf-8-sig")
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline=newline)
     if path.suffix == ".gz":
         raise DataError(
             f"{path}: named .gz but not gzip-compressed. Rename it without .gz if it is plain text, "
             "or compress it with gzip."
         )
-    return open(path, encoding="utf-8-sig")
+    return open(path, encoding="utf-8-sig", newline=newline)
 
 
 def _first_non_utf8_line(path: Path) -> int:
@@ -571,11 +575,25 @@ def iter_json_lines(path: Path, report: ConversionReport) -> Iterator[tuple[str,
         ) from None
 
 
+def _starts_with_array(path: Path) -> bool:
+    """Whether the file's first non-blank character opens a JSON array (a JSON file saved as .jsonl or .json.gz)."""
+    try:
+        with _open_text(path) as handle:
+            for line in handle:
+                if line.strip():
+                    return line.lstrip().startswith("[")
+    except (UnicodeDecodeError, OSError, EOFError, zlib.error):
+        return False  # the line reader reports it
+    return False
+
+
 def read_json_records(path: Path, report: ConversionReport) -> Iterator[tuple[str, Any]]:
-    """(location, record) pairs from JSON Lines (also gzipped) or a JSON array file."""
-    if path.suffix == ".json":
+    """(location, record) pairs from JSON Lines (also gzipped) or a JSON array file (whatever its suffix says:
+    an array saved as .jsonl was reported line by line as malformed JSON, with the advice to skip bad rows)."""
+    if path.suffix == ".json" or _starts_with_array(path):
         try:
-            data = json.loads(path.read_text(encoding="utf-8-sig"))
+            with _open_text(path) as handle:
+                data = json.loads(handle.read())
         except UnicodeDecodeError as err:
             raise _not_utf8(path, err) from None
         except json.JSONDecodeError:
@@ -594,7 +612,7 @@ def read_csv_records(path: Path, report: ConversionReport) -> Iterator[tuple[str
     csv.field_size_limit(CSV_FIELD_LIMIT)
     line = 1
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
+        with _open_text(path, newline="") as handle:
             reader = csv.DictReader(handle, strict=True)
             for record in reader:
                 line = reader.line_num
@@ -649,6 +667,8 @@ def _reads_records(path: Path) -> bool:
 
 
 def _file_records(path: Path, report: ConversionReport) -> Iterator[tuple[str, Any]]:
+    if path.suffixes[-2:] == [".csv", ".gz"]:  # gzipped CSV (".gz" alone is JSON Lines)
+        return read_csv_records(path, report)
     return RECORD_READERS[path.suffix](path, report)
 
 

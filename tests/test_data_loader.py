@@ -175,7 +175,12 @@ def write_jsonl(path, rows, opener=open):
 SEED_ROWS = [{"prompt": f"질문 {i}", "chosen": f"선호 답변 {i}", "rejected": "비선호 답변"} for i in range(6)]
 
 
-@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".json", ".parquet", ".csv", "folder"])
+# the last three: a JSON array saved as .jsonl or gzipped, and a gzipped CSV, were read as JSON Lines and every
+# line reported malformed (the second fault hunt)
+LOCAL_SUFFIXES = [".jsonl", ".jsonl.gz", ".json", ".parquet", ".csv", "folder", "array.jsonl", ".json.gz", ".csv.gz"]
+
+
+@pytest.mark.parametrize("suffix", LOCAL_SUFFIXES)
 def test_local_formats(tmp_path, suffix):
     from datasets import Dataset
 
@@ -184,8 +189,17 @@ def test_local_formats(tmp_path, suffix):
         write_jsonl(path, SEED_ROWS)
     elif suffix == ".jsonl.gz":
         write_jsonl(path, SEED_ROWS, opener=gzip.open)
-    elif suffix == ".json":
-        path.write_text(json.dumps(SEED_ROWS, ensure_ascii=False), encoding="utf-8")
+    elif suffix in (".json", "array.jsonl"):
+        path.write_text(json.dumps(SEED_ROWS, ensure_ascii=False, indent=1), encoding="utf-8")
+    elif suffix == ".json.gz":
+        with gzip.open(path, "wt", encoding="utf-8") as handle:
+            handle.write(json.dumps(SEED_ROWS, ensure_ascii=False))
+    elif suffix == ".csv.gz":
+        with gzip.open(path, "wt", encoding="utf-8") as handle:
+            handle.write(
+                "prompt,chosen,rejected\n"
+                + "".join(f"{r['prompt']},{r['chosen']},{r['rejected']}\n" for r in SEED_ROWS)
+            )
     elif suffix == ".parquet":
         Dataset.from_list(SEED_ROWS).to_parquet(str(path))
     elif suffix == ".csv":
@@ -370,6 +384,11 @@ FAULTY_FILES = [  # (file name, writer, words the one-line message must hold)
         "types.jsonl",
         lambda p: write_jsonl(p, [{**SEED_ROWS[0], "extra": 1}, {**SEED_ROWS[1], "extra": "one"}]),
         ["types.jsonl:2", "column 'extra'", "one type"],
+    ),
+    (
+        "semicolons.csv",
+        lambda p: p.write_text("prompt;chosen;rejected\nq;a;b\n", encoding="utf-8"),
+        ["semicolons.csv", "separated by ';'", "with commas"],
     ),
     (
         "summarize.jsonl",

@@ -250,6 +250,20 @@ DATA_CASES = [
 CONFIG_CASES = [
     Case("config-file-missing", [*PREVIEW, "--config", "{tmp}/none.json"], 2, ["{tmp}/none.json"]),
     config_case("config-invalid-json", "{oops", ["c.json"]),
+    Case(
+        "config-yaml-file",
+        [*PREVIEW, *DATA, "--config", "{tmp}/c.yaml"],
+        2,
+        ["c.yaml", "config files are JSON, not YAML"],
+        {"data.jsonl": GOOD, "c.yaml": "max_steps: 5\n"},
+    ),
+    Case(
+        "config-is-a-folder",
+        [*PREVIEW, *DATA, "--config", "{tmp}"],
+        2,
+        ["is a folder", "JSON file"],
+        {"data.jsonl": GOOD},
+    ),
     config_case("config-not-an-object", "[1, 2]", ["c.json"]),
     config_case("config-unknown-key", {"lerning_rate": 1e-5}, ["lerning_rate"]),
     config_case("config-max-steps-text", {"max_steps": "two"}, ["max_steps"]),
