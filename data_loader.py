@@ -672,12 +672,13 @@ def _file_records(path: Path, report: ConversionReport) -> Iterator[tuple[str, A
     return RECORD_READERS[path.suffix](path, report)
 
 
-def load_local_rows(path: str | Path, converter: str | None = None, max_share: float = 0.0):
-    """A converted ``datasets.Dataset`` from a local file or ``save_to_disk`` folder."""
+def load_local_rows(path: str | Path, converter: str | None = None, max_share: float = 0.0, split: str | None = None):
+    """A converted ``datasets.Dataset`` from a local file or ``save_to_disk`` folder (``split``: the one to take
+    from a saved DatasetDict, e.g. the named source's training split)."""
     path = existing_path(path)
     report = ConversionReport(str(path), max_share)
     if not _reads_records(path):
-        return convert_dataset(read_arrow_source(path), converter, report)
+        return convert_dataset(read_arrow_source(path, split), converter, report)
     located = list(located_rows(_file_records(path, report), converter, report))
     report.finish()
     return _dataset_from_rows(located)
@@ -715,8 +716,9 @@ def _mixed_type_message(located: list[tuple[str, Row]], err: Exception) -> str:
     return f"the rows cannot be stored together ({str(err).splitlines()[0]}). Give every column one type."
 
 
-def read_arrow_source(path: Path):
-    """Parquet or a ``save_to_disk`` folder (a DatasetDict yields its train split); read errors -> DataError."""
+def read_arrow_source(path: Path, split: str | None = None):
+    """Parquet or a ``save_to_disk`` folder (a DatasetDict yields ``split`` when it has it, else its train split,
+    else its first); read errors -> DataError."""
     import datasets
     import pyarrow
 
@@ -736,9 +738,10 @@ def read_arrow_source(path: Path):
             "Download or write the file again."
         ) from None
     if isinstance(loaded, datasets.DatasetDict):
-        split = "train" if "train" in loaded else next(iter(loaded))
-        logger.info("%s: using split '%s' of %s", path, split, list(loaded))
-        return loaded[split]
+        # ultrafeedback_binarized's splits start with train_sft: its preference split is train_prefs
+        chosen = next(name for name in (split, "train", *loaded) if name in loaded)
+        logger.info("%s: using split '%s' of %s", path, chosen, list(loaded))
+        return loaded[chosen]
     return loaded
 
 
@@ -973,7 +976,8 @@ def load_grpo_dataset(
         converter = local_copy_converter(source_name) if dataset_path else None
         if streaming:
             return stream_rows(local_path or dataset_path, converter, max_share)
-        return load_local_rows(local_path or dataset_path, converter, max_share)
+        named_split = (split or DATASET_SOURCES[source_name].train_split) if source_name and dataset_path else split
+        return load_local_rows(local_path or dataset_path, converter, max_share, named_split)
     source = DATASET_SOURCES[source_name]
     return load_hub_rows(source_name, split or source.train_split, subset, streaming, max_share)
 

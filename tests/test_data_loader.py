@@ -217,6 +217,18 @@ def test_named_source_from_local_copy(tmp_path):
     assert len(dataset) == 3 and dataset[0][CHOSEN] == "Start with an active starter."
 
 
+def test_a_saved_dataset_dict_gives_the_named_sources_split(tmp_path):
+    """ultrafeedback_binarized's saved splits start with train_sft; its preference split is train_prefs."""
+    from datasets import Dataset, DatasetDict
+
+    sft = Dataset.from_list([{**ULTRAFEEDBACK_ROW, "prompt": "SFT row"}])
+    DatasetDict({"train_sft": sft, "train_prefs": Dataset.from_list([ULTRAFEEDBACK_ROW] * 2)}).save_to_disk(
+        str(tmp_path / "uf")
+    )
+    dataset = load_grpo_dataset("ultrafeedback", dataset_path=str(tmp_path / "uf"))
+    assert len(dataset) == 2 and dataset[0][CHOSEN] == "The capital of France is Paris."
+
+
 def test_a_column_missing_from_the_first_row_is_kept(tmp_path):
     """datasets takes the columns from the first row: a reward's extra column given from row 2 on was dropped."""
     rows = [{"prompt": "Q0?", "chosen": "A"}, *({"prompt": f"Q{i}?", "chosen": "A", "gold": i} for i in range(1, 4))]
