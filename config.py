@@ -14,6 +14,7 @@ built once; nothing changes it afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import enum
@@ -463,6 +464,31 @@ def merge_layers(layers: list[tuple[str, dict[str, Any]]], sources: dict[str, st
     return merged
 
 
+# (PEFT may save target_modules as full module paths, which lora_target_modules does not take: left to the user.)
+ADAPTER_KEYS = {"model_name": "base_model_name_or_path", "lora_rank": "r"}
+
+
+def adapter_defaults(values: dict[str, Any], sources: dict[str, str]) -> dict[str, Any]:
+    """A new run from ``init_adapter`` takes the adapter's base model and rank where no preset, file or flag set
+    them (without --model it loaded the default llama-3.1-8b, which the adapter does not fit)."""
+    adapter = values.get("init_adapter")
+    saved: dict[str, Any] = {}
+    if adapter:
+        with contextlib.suppress(OSError, ValueError):
+            saved = json.loads((Path(adapter) / "adapter_config.json").read_text(encoding="utf-8"))
+    if not isinstance(saved, dict):
+        return {}
+    taken = {
+        key: saved[name]
+        for key, name in ADAPTER_KEYS.items()
+        if saved.get(name) is not None and sources.get(key, "project defaults") == "project defaults"
+    }
+    if taken:
+        logger.info("from the adapter in %s: %s", adapter, ", ".join(f"{k}={v}" for k, v in taken.items()))
+        sources.update(dict.fromkeys(taken, f"init_adapter {adapter}"))
+    return taken
+
+
 def setting_source(config: GRPOConfig, key: str) -> str:
     """Where ``key``'s value came from ("preset 'production'", "config file x.json", "command line"), so that an
     error about it can say which setting to change."""
@@ -603,6 +629,7 @@ def build_config(
     if check_batches:
         check_batch_arithmetic(values, world_size())
     check_reward_weight_count(values)
+    values |= adapter_defaults(values, sources)
     values |= derived_defaults(values)
     try:
         config = GRPOConfig(**values)

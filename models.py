@@ -11,6 +11,7 @@ into a normal HF folder under the cache (``$GRPO_CACHE_DIR``, default ``~/.cache
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib.util
 import json
 import logging
@@ -115,6 +116,12 @@ def resolve_model_path(model_name: str) -> str:
         )  # fmt: skip
     if resolved.startswith((".", "/", "~")):
         raise ModelError(f"model folder {local} does not exist.")
+    close = difflib.get_close_matches(model_name, list(MODEL_ALIASES), n=1, cutoff=0.8)
+    if model_name not in MODEL_ALIASES and "/" not in model_name and close:  # a short name mistyped (no hub owner)
+        raise ModelError(
+            f"unknown model name {model_name!r}; did you mean {close[0]}? (short names: {', '.join(MODEL_ALIASES)}; "
+            "or a hub id owner/name, or a local folder)"
+        )
     return resolved
 
 

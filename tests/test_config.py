@@ -249,6 +249,22 @@ def test_each_setting_knows_its_layer(tmp_path):
     assert setting_source(GRPOConfig(output_dir="o"), "eval_samples") == "the GRPOConfig given"
 
 
+def test_a_new_run_from_an_adapter_takes_its_base_model_and_shape(tmp_path):
+    """--init-adapter without --model loaded the default llama-3.1-8b, which the adapter does not fit."""
+    from config import setting_source
+
+    adapter = tmp_path / "run"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    saved = {"base_model_name_or_path": "/models/base", "r": 4, "target_modules": ["v_proj", "q_proj"]}
+    (adapter / "adapter_config.json").write_text(json.dumps(saved))
+    config = build_config(overrides={"init_adapter": str(adapter)})
+    assert (config.model_name, config.lora_rank) == ("/models/base", 4)
+    assert setting_source(config, "model_name") == f"init_adapter {adapter}"
+    given = build_config(overrides={"init_adapter": str(adapter), "model_name": "other", "lora_rank": 8})
+    assert (given.model_name, given.lora_rank) == ("other", 8)  # what the user gave wins (and may then misfit)
+
+
 def test_presets_are_valid(tmp_path, monkeypatch):
     """From any directory: a preset's reward config is the project's file (--production elsewhere failed)."""
     from rewards import load_reward_config

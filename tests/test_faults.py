@@ -685,6 +685,14 @@ ENV_CASES = [
         },
         model=True,
     ),
+    Case(  # without a hub it was "hf download llama3.1-8b"; with one, 77 s of retries first
+        "env-model-short-name-typo",
+        [*TINY, *DATA, *OUT, "--model", "llama3.1-8b"],
+        2,
+        ["'llama3.1-8b'", "did you mean llama-3.1-8b"],
+        {"data.jsonl": GOOD},
+        model=True,
+    ),
     Case(
         "env-model-is-a-gguf-file",
         [*TINY, *DATA, *OUT, "--model", "{tmp}/m.gguf"],
