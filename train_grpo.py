@@ -278,16 +278,26 @@ def config_from_args(args: argparse.Namespace) -> GRPOConfig:
 
 def load_source(config) -> Any:
     """The configured dataset in the GRPO schema, before any split (also used by train_reward_model.py)."""
-    from data_loader import load_grpo_dataset
+    from config import setting_source
+    from data_loader import DataError, load_grpo_dataset
 
-    return load_grpo_dataset(
-        config.dataset_name,
-        dataset_path=config.dataset_path,
-        subset=config.dataset_subset,
-        skip_bad_rows=config.skip_bad_rows,
-        streaming=getattr(config, "streaming", False),
-        seed=config.seed,
-    )
+    try:
+        return load_grpo_dataset(
+            config.dataset_name,
+            dataset_path=config.dataset_path,
+            subset=config.dataset_subset,
+            skip_bad_rows=config.skip_bad_rows,
+            streaming=getattr(config, "streaming", False),
+            seed=config.seed,
+        )
+    except DataError as err:
+        if not (config.dataset_path and setting_source(config, "dataset_name") == "the defaults"):
+            raise
+        # --dataset-path alone is read as a copy of the default dataset, in its layout
+        raise DataError(
+            f"{err} (--dataset-path is read as a copy of --dataset {config.dataset_name}, the default: name its "
+            "dataset with --dataset, or give your own file with --custom-data)"
+        ) from None
 
 
 def load_data(config: GRPOConfig, eval_only: bool):

@@ -211,6 +211,13 @@ DATA_CASES = [
         ["--dataset-path", "--custom-data PATH (also with --quick-test)"],
         {"data.jsonl": GOOD},
     ),
+    Case(  # an hh-rlhf file read as the default ultrafeedback's copy: "no 'prompt'", without saying why
+        "data-dataset-path-without-dataset",
+        [*PREVIEW, "--dataset-path", "{tmp}/hh.jsonl"],
+        2,
+        ["hh.jsonl", "copy of --dataset ultrafeedback, the default", "--custom-data"],
+        {"hh.jsonl": jsonl([{"chosen": "\n\nHuman: Hi\n\nAssistant: Hello", "rejected": "x"}])},
+    ),
     Case(
         "data-subset-with-local-copy",
         [*PREVIEW, "--dataset", "hh_rlhf", "--dataset-path", "{tmp}/data.jsonl", "--dataset-subset", "helpful-base"],
