@@ -8,6 +8,7 @@
 #   bash bench/gpu_multi.sh compiled [BUDGET_S]  1 and 2 GPUs, transformers, with and without compile_generation
 #   bash bench/gpu_multi.sh profiled [BUDGET_S]  1 and 2 GPUs, both backends, every rank's TRL timings recorded
 #   bash bench/gpu_multi.sh alone [BUDGET_S]     transformers on 1 GPU and on 2, each row alone on the host, twice
+#   bash bench/gpu_multi.sh unsloth [BUDGET_S]   Unsloth on 1 GPU and on 2, each alone, 10 rounds, its own logging on
 # (on a 4-GPU host, with .whl, .whl-ds (bench/make_deepspeed_wheels.sh) and .device/tokenizer carried).
 # Results: $OUT/multi.jsonl (one line per row), $OUT/queue.log, $OUT/logs.tgz (the CLI logs and run_state /
 # metrics of every row).
@@ -70,6 +71,15 @@ t1a@2${tab}130${tab}${one/--gpus/--name t1a --gpus}
 t2a@2${tab}125${tab}${two/--gpus/--name t2a --gpus}
 t1b@2${tab}130${tab}${one/--gpus/--name t1b --gpus}
 t2b@2${tab}125${tab}${two/--gpus/--name t2b --gpus}
+JOBS
+elif [ "$stage" = unsloth ]; then
+# Unsloth's 2-GPU ratio (1.28x, 1.60x) rests on 2-5 timed rounds with one-off slow rounds under DDP (sixth
+# session: 19.1 s against 8-9 s). Ten rounds each, alone on the host; UNSLOTH_ENABLE_LOGGING=1 prints its
+# re-verification of sequence packing / prefix grouping, the suspected one-off cost (rl_replacements.py).
+uflags="--backend unsloth --max-steps 40 $flags"
+cat > /tmp/jobs.tsv <<JOBS
+u1l@2${tab}230${tab}UNSLOTH_ENABLE_LOGGING=1 CUDA_VISIBLE_DEVICES=0 $row --profile --name u1l --gpus 1 -- $uflags
+u2l@2${tab}260${tab}UNSLOTH_ENABLE_LOGGING=1 $row --profile --name u2l --gpus 2 --launch ddp --port 29515 -- $uflags
 JOBS
 elif [ "$stage" = scaling ]; then
 cat > /tmp/jobs.tsv <<JOBS
