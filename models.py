@@ -109,11 +109,11 @@ def resolve_model_path(model_name: str) -> str:
         check_model_folder(local)
         return str(local)
     if local.is_file():
+        what = "a GGUF file (only the embedded model's is converted for you)" if local.suffix == ".gguf" else "a file"
         raise ModelError(
-            f"--model {local} is a file; give the folder of a saved HF model (config.json, weights, tokenizer)"
-            + (", not a GGUF file (the embedded model's GGUF is converted for you: --model smollm2-135m)." if
-               local.suffix == ".gguf" else ", not a file in it.")
-        )  # fmt: skip
+            f"--model {local} is {what}; give the folder of a saved HF model (config.json, weights, tokenizer), "
+            f"or --model {EMBEDDED_MODEL}."
+        )
     if resolved.startswith((".", "/", "~")):
         raise ModelError(f"model folder {local} does not exist.")
     close = difflib.get_close_matches(model_name, list(MODEL_ALIASES), n=1, cutoff=0.8)

@@ -704,7 +704,7 @@ ENV_CASES = [
         "env-model-is-a-gguf-file",
         [*TINY, *DATA, *OUT, "--model", "{tmp}/m.gguf"],
         2,
-        ["{tmp}/m.gguf is a file", "GGUF"],
+        ["{tmp}/m.gguf is a GGUF file", "saved HF model"],
         {"data.jsonl": GOOD, "m.gguf": b"GGUF\0\0\0\0"},
         model=True,
     ),
