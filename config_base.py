@@ -167,12 +167,14 @@ def load_preset(name: str) -> dict[str, Any]:
     """A preset's settings; the files it names (its reward config) are the project's, found wherever the command
     runs (``--production`` from another directory failed with "reward config file not found")."""
     values = read_json_object(PRESET_FILES[name], f"preset '{name}'")
-    project = CONFIG_DIR.parent
-    return {
-        key: str(project / value) if key != "output_dir" and isinstance(value, str) and (project / value).is_file()
-        else value
-        for key, value in values.items()
-    }  # fmt: skip
+    return {key: _project_file(value) if key != "output_dir" else value for key, value in values.items()}
+
+
+def _project_file(value: Any) -> Any:
+    """A path to a file of this project as an absolute path; any other value as it is."""
+    if isinstance(value, str) and (CONFIG_DIR.parent / value).is_file():
+        return str(CONFIG_DIR.parent / value)
+    return value
 
 
 def _alias_reward_function_type(value: Any) -> list[str]:
