@@ -45,6 +45,7 @@ from rewards import (
     RewardFunc,
     build_reward_functions,
     completion_text,
+    guard_rewards,
     guarded_reward,
     score_completions,
     weighted_total,
@@ -111,7 +112,13 @@ class GRPOTrainer:
             )
         config.validate()  # the seed's API sets attributes by hand after building the config
         self.config = config
-        self._reward_functions = reward_functions
+        self._rewards_given = reward_functions is not None
+        # the caller's own rewards are guarded like the config's (checked now, so a wrong one fails here)
+        self._reward_functions = (
+            guard_rewards(reward_functions, config.reward_config, config.reward_config_name, config.reward_timeout)
+            if reward_functions is not None
+            else None
+        )
         self._reward_weights = reward_weights
         self.loaded: LoadedModel | None = None
         self.trl_trainer = None
@@ -119,20 +126,26 @@ class GRPOTrainer:
     # ----------------------------------------------------------------------------------------------
     @property
     def reward_functions(self) -> list[RewardFunc]:
-        """The rewards given to the constructor, else those the config names (built on first use)."""
+        """The rewards given to the constructor (guarded like the config's), else those the config names (built on
+        first use)."""
         if self._reward_functions is None:
             self._reward_functions = build_rewards(self.config)
         return self._reward_functions
 
     @property
     def reward_weights(self) -> list[float]:
-        if self._reward_weights is None and self.config.reward_weights is None:
+        if self._reward_weights is not None:
+            return list(self._reward_weights)
+        if self._rewards_given:
+            # the caller's own rewards: TRL's default weight 1.0 each (the config's weights are for its own rewards)
+            return [1.0] * len(self.reward_functions)
+        if self.config.reward_weights is None:
             config = self.config
             model_weight = config.reward_model_weight if config.reward_model else None
             return reward_weights_for(
                 config.reward_functions, config.reward_config, config.reward_config_name, model_weight
             )
-        return list(self._reward_weights or self.config.reward_weights)
+        return list(self.config.reward_weights)
 
     @property
     def model(self):

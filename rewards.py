@@ -382,6 +382,7 @@ def guarded_reward(fn: RewardFunc, name: str, timeout: float | None = DEFAULT_RE
 
     wrapper.__name__ = name
     wrapper.__qualname__ = name
+    wrapper.reward_guarded = True  # guard_rewards leaves it as it is
     return wrapper
 
 
@@ -593,6 +594,50 @@ def build_reward_functions(
                 f"reward function {name!r}: choose from {', '.join(REWARD_NAMES)} or give package.module.function."
             )
     return functions, weights
+
+
+def guard_rewards(
+    items: Iterable[Any],
+    reward_config: str | Path | dict | None = None,
+    preset: str = "balanced",
+    reward_timeout: float | None = DEFAULT_REWARD_TIMEOUT,
+) -> list[RewardFunc]:
+    """Rewards given in Python (``GRPOTrainer(config, reward_functions=[...])``: functions, reward names or dotted
+    paths) guarded like the config's, each under its own name.  A function of the caller's went to TRL as it was:
+    one that raised stopped training, one that hung stalled it past ``reward_timeout``, and two lambdas shared a
+    name (one overwrote the other's scores in ``evaluate``)."""
+    functions: list[RewardFunc] = []
+    taken: set[str] = set()
+    for index, item in enumerate(items):
+        if isinstance(item, str):
+            built = build_reward_functions([item], reward_config, preset, reward_timeout)[0]
+        elif getattr(item, "reward_guarded", False):
+            built = [item]
+        elif callable(item):
+            name = _unique(_callable_name(item, index), taken)
+            _check_reward_signature(name, item)
+            built = [guarded_reward(item, name, reward_timeout)]
+        else:
+            raise ConfigError(
+                f"reward_functions[{index}] is {type(item).__name__}: give a function (completions, **kwargs) -> one "
+                f"float or None per completion, or a reward name ({', '.join(REWARD_NAMES)}, package.module.function)."
+            )
+        taken.update(fn.__name__ for fn in built)
+        functions.extend(built)
+    return functions
+
+
+def _callable_name(fn: Callable, index: int) -> str:
+    """A metric-friendly name: the function's, a partial's function's, or reward_<index> for a lambda."""
+    name = getattr(getattr(fn, "func", fn), "__name__", "")
+    return name if name and name != "<lambda>" else f"reward_{index}"
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate, number = name, 2
+    while candidate in taken:
+        candidate, number = f"{name}_{number}", number + 1
+    return candidate
 
 
 def score_completions(

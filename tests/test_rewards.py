@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 import threading
@@ -435,3 +436,47 @@ def test_thread_deadline_fires_inside_its_block_and_never_after():
     for worker in workers:
         worker.join(60)
     assert counts["leaked"] == counts["early"] == 0 and counts["fired"] > 0
+
+
+def _lambda_reward(value):
+    return lambda completions, **kwargs: [value] * len(completions)
+
+
+def test_rewards_given_in_python_are_guarded_like_the_configs():
+    """GRPOTrainer(config, reward_functions=[...]) passed the caller's functions to TRL as they were: one that raised
+    stopped training, one that hung ignored reward_timeout, two lambdas shared one name (the second fault hunt)."""
+    from config import GRPOConfig
+    from grpo_trainer import GRPOTrainer
+
+    def boom(completions, **kwargs):
+        raise ValueError("boom")
+
+    def slow(completions, **kwargs):
+        time.sleep(3)
+        return [1.0] * len(completions)
+
+    config = GRPOConfig(output_dir="out", reward_timeout=0.5)
+    trainer = GRPOTrainer(config, reward_functions=[boom, slow, _lambda_reward(1.0), _lambda_reward(0.0), "length"])
+    names = [fn.__name__ for fn in trainer.reward_functions]
+    assert names == ["boom", "slow", "reward_2", "reward_3", "length_reward"]
+    started = time.monotonic()
+    scores = [fn(["a b"], chosen=["x"]) for fn in trainer.reward_functions]
+    assert time.monotonic() - started < 2.5
+    assert scores[:4] == [[0.0], [None], [1.0], [0.0]]
+    assert trainer.reward_weights == [1.0] * 5  # TRL's default, not the config's weights of its own rewards
+
+
+@pytest.mark.parametrize(
+    ("reward", "words"),
+    [
+        (lambda completions: [1.0], "takes (completions)"),
+        (42, "reward_functions[0] is int"),
+        ("nonsense", "choose from"),
+    ],
+)
+def test_python_rewards_that_could_never_score_are_refused(reward, words):
+    from config import GRPOConfig
+    from grpo_trainer import GRPOTrainer
+
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        GRPOTrainer(GRPOConfig(output_dir="out"), reward_functions=[reward])
