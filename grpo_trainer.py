@@ -292,11 +292,16 @@ class GRPOTrainer:
 
     # ----------------------------------------------------------------------------------------------
     def generate(
-        self, prompts: list[list[dict]], do_sample: bool = False, max_new_tokens: int | None = None
+        self, prompts: list[list[dict]] | list[str] | str, do_sample: bool = False, max_new_tokens: int | None = None
     ) -> list[str]:
-        """Completions for chat ``prompts``, in batches of ``per_device_eval_batch_size``."""
+        """Completions for ``prompts`` (chat message lists; a plain string is one user message), in batches of
+        ``per_device_eval_batch_size``."""
         import torch
 
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)  # a string was cut into characters
+        prompts = [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts]
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens={max_new_tokens}: generate at least 1 token (None: the config's).")
         loaded = self._require_loaded()
         model, tokenizer = loaded.model, loaded.tokenizer
         if loaded.backend == "unsloth":
@@ -322,7 +327,7 @@ class GRPOTrainer:
                     temperature=self.config.temperature if do_sample else None,
                     top_p=None,
                     top_k=None,
-                    max_new_tokens=max_new_tokens or self.config.max_completion_length,
+                    max_new_tokens=max_new_tokens if max_new_tokens is not None else self.config.max_completion_length,
                     pad_token_id=tokenizer.pad_token_id,
                 )
             new_tokens = output[:, batch["input_ids"].shape[1] :]

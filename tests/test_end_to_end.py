@@ -224,3 +224,20 @@ def test_compile_generation_that_cannot_act_says_why(tiny_model_dir, in_tmp_cwd,
     generation_config = trainer.build_trl_trainer(rows).generation_config
     assert generation_config.disable_compile is True
     assert f"compile_generation is ignored: {reason}" in caplog.text
+
+
+def test_generate_takes_plain_strings_one_completion_each(tiny_model_dir, in_tmp_cwd):
+    """generate("What is 2+2?") cut the string into characters and returned a completion per character batch."""
+    from config import ConfigError, build_config
+    from grpo_trainer import GRPOTrainer
+
+    config = build_config(
+        overrides={"model_name": str(tiny_model_dir), "output_dir": "out", "max_completion_length": 4}
+    )
+    trainer = GRPOTrainer(config, reward_functions=["length"])
+    trainer.load_model()
+    assert len(trainer.generate("What is 2+2?", max_new_tokens=2)) == 1
+    chat = [{"role": "user", "content": "Hi"}]
+    assert len(trainer.generate(["q1", "q2", chat], max_new_tokens=2)) == 3
+    with pytest.raises(ConfigError, match="max_new_tokens=0"):
+        trainer.generate("q", max_new_tokens=0)
