@@ -169,7 +169,10 @@ class GRPOConfig(trl.GRPOConfig):
         aliases = {k: v for k, v in given.items() if v is not None}
         # A setting given under both names must agree, as in a config file (GRPOConfig(group_size=4,
         # num_generations=8) silently took 4): the real name counts as given when it is not its default.
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        defaults = {
+            f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            for f in dataclasses.fields(self)
+        }  # (a list default comes from its factory: reward_functions=['accuracy'] counted as given)
         canonical = {ALIASES[a][0] for a in aliases} - {None}
         also_given = {k: getattr(self, k) for k in canonical if getattr(self, k) != defaults.get(k)}
         for key, value in resolve_aliases({**also_given, **aliases}, "GRPOConfig").items():

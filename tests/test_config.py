@@ -341,6 +341,8 @@ def test_a_setting_given_under_both_names_in_python_must_agree():
     with pytest.raises(ConfigError, match="group_size=4 and num_generations=6 name the same setting"):
         GRPOConfig(group_size=4, num_generations=6)
     assert GRPOConfig(group_size=4).num_generations == 4
+    # a list default (from its factory) is a default too: the alias alone failed as if both were given (third hunt)
+    assert GRPOConfig(reward_function_type="length").reward_functions == ["length"]
 
 
 def test_the_trainer_wants_a_config_object_not_a_dict():
