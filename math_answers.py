@@ -3,7 +3,8 @@
 A reference (the dataset's ``chosen`` answer) falls in one of five modes, decided once per reference text:
 
 * ``math``: a final answer math-verify can parse: the content of ``\\boxed{}``, the text after GSM8K's
-  ``####``, "the answer is", "answer:", "정답은", "답:", or a reference that is itself a number or expression
+  ``####``, "the answer is", "answer:", "정답은", "답:" (up to the end of its clause: "16 dollars, which is 2 less
+  than 18" is 16; markdown bold dropped), or a reference that is itself a number or expression
   (``27``, ``1,000``, ``\\frac{1}{2}``, ``x^2+1``, ``$(1, 2)$``).  The completion's answer is parsed the same way
   and ``math_verify.verify`` decides (``0.5`` equals ``\\frac{1}{2}``, ``2\\sqrt{2}`` differs from ``2``; several
   ``\\boxed{}`` in one completion form one set answer).
@@ -94,10 +95,29 @@ def _clean(text: str) -> str:
     return text.replace("−", "-").strip()
 
 
+# Where a marked answer ends and the explanation starts: a sentence end, ", which ..." (a comma before a word: not
+# "1,000" or "x = 5, y = 3"), or " (since ...)". Real chat answers go on after the answer ("The answer is 16
+# dollars, which is 2 less than 18." was read as 18).
+_CLAUSE_END_RE = re.compile(r"[.!?](?=\s|$)|,\s+(?=[^\W\d_]{2,})|\s+\(")
+_EMPHASIS_RE = re.compile(r"\*\*|__|`")  # markdown bold and code around an answer ("**42**")
+
+
 def _marked_span(text: str) -> str | None:
-    """The text after the last answer marker (####, 'the answer is', '정답은', ...), or None."""
+    """The answer after the last answer marker (####, 'the answer is', '정답은', ...) up to the end of its clause,
+    or None."""
     found = _MARKER_RE.findall(text)
-    return found[-1].strip() if found else None
+    if not found:
+        return None
+    span = _EMPHASIS_RE.sub("", found[-1]).strip()
+    if _BOXED in span or _DELIMITED_RE.match(span):  # LaTeX keeps its own punctuation
+        return span
+    end = _CLAUSE_END_RE.search(span)
+    return (span[: end.start()] if end and end.start() > 0 else span).strip()
+
+
+def answer_clause(text: str) -> str | None:
+    """A completion's marked answer (see ``_marked_span``), or None when it marks none."""
+    return _marked_span(_clean(text))
 
 
 def _has_words(text: str) -> bool:

@@ -33,6 +33,7 @@ import itertools
 import logging
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -47,6 +48,7 @@ from math_answers import (
     MATH,
     TEXT_ANSWER,
     UNPARSEABLE,
+    answer_clause,
     count_modes,
     math_matches,
     parse_reference,
@@ -130,6 +132,14 @@ def get_accuracy_reward(correct_keywords: Iterable[str] = DEFAULT_KEYWORDS) -> R
     return accuracy_reward
 
 
+@functools.lru_cache(maxsize=256)
+def _keyword_re(keyword: str) -> re.Pattern:
+    """A keyword as a word start ("incorrect" is not "correct"); English keywords as whole words ("yesterday" is not
+    "yes"), others as stems ("정확합니다" holds "정확")."""
+    end = r"(?!\w)" if keyword.isascii() else ""
+    return re.compile(rf"(?<!\w){re.escape(keyword)}{end}", re.IGNORECASE)
+
+
 def score_accuracy(text: str, chosen: str, rejected: str, keywords: list[str]) -> float | None:
     """One completion's accuracy against its reference, by the reference's mode (see the module docstring)."""
     reference = parse_reference(chosen)
@@ -140,8 +150,9 @@ def score_accuracy(text: str, chosen: str, rejected: str, keywords: list[str]) -
     if reference.mode == UNPARSEABLE:
         return None
     if reference.mode == KEYWORDS:
-        lowered = text.lower()
-        return 1.0 if any(k in lowered for k in keywords) else 0.0
+        return 1.0 if any(_keyword_re(k).search(text) for k in keywords) else 0.0
+    # a marked answer is graded by itself: "The answer is Paris." against "Paris" was 0.4, below "Not Paris"
+    text = answer_clause(text) or text
     score = token_f1(text, chosen)
     if rejected.strip():
         score -= token_f1(text, rejected)

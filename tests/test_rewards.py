@@ -54,6 +54,17 @@ ACCURACY_CASES = [
     ("The answer is Paris.", "The answer is paris", "", 1.0),  # a marked text answer, normalised
     ("The answer is Lyon.", "The answer is Paris", "", 0.0),
     ("답: 3/4", "정답은 0.75", "", 1.0),  # Korean markers on both sides
+    # chat models go on after the answer: the marked answer ends with its clause (third fault hunt: the first two
+    # were scored 1 and 0, the next three 0)
+    ("The answer is 16 dollars, which is 2 less than 18.", "#### 18", "", 0.0),
+    ("The answer is 18 dollars, which is 2 more than 16.", "#### 18", "", 1.0),
+    ("The answer is 42 (since 6 x 7 = 42 and not 41).", "42", "", 1.0),
+    ("The answer is 7. I hope it helps! Rated 5/5", "7", "", 1.0),
+    ("So the answer is **42**.", "42", "", 1.0),  # markdown bold
+    ("The answer is 3.5.", "7/2", "", 1.0),  # a decimal point is not a sentence end
+    ("The answer is Paris.", "Paris", "", 1.0),  # a free-text reference against the marked answer (was 0.4)
+    ("It is incorrect", "", "", 0.0),  # keywords are words: not "correct" inside "incorrect"
+    ("Yesterday it rained", "", "", 0.0),  # ... nor "yes" inside "yesterday"
 ]
 
 
