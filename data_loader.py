@@ -22,6 +22,7 @@ import csv
 import gzip
 import json
 import logging
+import os
 import random
 import re
 import zlib
@@ -935,7 +936,7 @@ def resolve_source(dataset_name: str) -> tuple[str | None, str | None]:
 
 
 def load_grpo_dataset(
-    dataset_name: str,
+    dataset_name: str | os.PathLike,
     *,
     dataset_path: str | None = None,
     split: str | None = None,
@@ -952,6 +953,10 @@ def load_grpo_dataset(
     """
     from datasets import Dataset
 
+    if isinstance(dataset_name, os.PathLike):
+        dataset_name = os.fspath(dataset_name)
+    if not isinstance(dataset_name, str):  # an AttributeError from deep inside otherwise
+        raise DataError(f"dataset_name must be a dataset name, hub id or path, got {type(dataset_name).__name__}.")
     source_name, local_path = resolve_source(dataset_name)
     ignored = [flag for flag, value in (("--dataset-path", dataset_path), ("--dataset-subset", subset)) if value]
     if local_path and ignored:  # a local file is read as it is; these apply to a named dataset (fault hunt: silent)

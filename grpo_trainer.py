@@ -38,7 +38,7 @@ from checkpoints import (
     read_trainer_state,
     resolve_checkpoint,
 )
-from data_loader import CHOSEN, PROMPT, REJECTED, prompt_token_counts
+from data_loader import CHOSEN, PROMPT, REJECTED, DataError, prompt_token_counts
 from memory import out_of_memory_error
 from models import LoadedModel, import_unsloth_first, load_adapter, load_model
 from rewards import (
@@ -236,6 +236,7 @@ class GRPOTrainer:
         self, dataset, eval_dataset=None, resume_from_checkpoint: str | None = None, callbacks: list | None = None
     ) -> dict[str, Any]:
         """Run GRPO on ``dataset`` (GRPO schema); returns a summary of steps and rewards."""
+        dataset = as_grpo_dataset(dataset, "train", needs_length=False)
         if self.loaded is None:
             self.load_model()
         resume = resolve_checkpoint(
@@ -338,6 +339,7 @@ class GRPOTrainer:
 
     def evaluate(self, dataset, do_sample: bool = False, write: bool = True) -> dict[str, Any]:
         """Generate for ``dataset``'s prompts and report each reward's mean and spread, plus samples."""
+        dataset = as_grpo_dataset(dataset, "evaluate", needs_length=True)
         if self.loaded is None:
             self.load_model()
         started = time.monotonic()
@@ -369,6 +371,32 @@ class GRPOTrainer:
         if write and is_main_process():
             write_eval_results(Path(self.config.output_dir), results)
         return results
+
+
+def as_grpo_dataset(dataset, purpose: str, needs_length: bool):
+    """A caller's data for ``train`` / ``evaluate``: a list of rows becomes a ``datasets.Dataset``; it must hold the
+    GRPO schema's ``prompt`` (TRL failed mid-step with ``KeyError: 'prompt'``, or with a TypeError on a list)."""
+    from datasets import Dataset, IterableDataset
+
+    if isinstance(dataset, list):
+        dataset = Dataset.from_list(dataset)
+    columns = getattr(dataset, "column_names", ())
+    if not isinstance(dataset, (Dataset, IterableDataset)):
+        raise DataError(
+            f"{purpose} needs a datasets.Dataset (or a list of rows), got {type(dataset).__name__}; load data with "
+            "data_loader.load_grpo_dataset."
+        )
+    if needs_length and isinstance(dataset, IterableDataset):
+        raise DataError(
+            f"{purpose} needs rows it can count, not a stream: take some first, "
+            "Dataset.from_list(list(stream.take(200)))."
+        )
+    if columns is not None and PROMPT not in columns:
+        raise DataError(
+            f"{purpose}: the data has no '{PROMPT}' column (columns: {', '.join(columns) or 'none'}); convert it with "
+            "data_loader.load_grpo_dataset, which reads the known formats."
+        )
+    return dataset
 
 
 def describe(values: list[float | None]) -> dict[str, float]:

@@ -4,6 +4,7 @@ the adapter reloads for --eval-only, and the seed README's Python snippets run w
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,37 @@ def test_generate_takes_plain_strings_one_completion_each(tiny_model_dir, in_tmp
     assert len(trainer.generate(["q1", "q2", chat], max_new_tokens=2)) == 3
     with pytest.raises(ConfigError, match="max_new_tokens=0"):
         trainer.generate("q", max_new_tokens=0)
+
+
+@pytest.mark.parametrize(
+    ("call", "data", "words"),
+    [
+        ("train", [{"question": "q", "answer": "a"}], "no 'prompt' column (columns: question, answer)"),
+        ("evaluate", "stream", "not a stream"),
+        ("evaluate", {"prompt": ["q"]}, "needs a datasets.Dataset (or a list of rows), got dict"),
+    ],
+)
+def test_python_data_of_the_wrong_shape_is_one_data_error(tiny_model_dir, in_tmp_cwd, call, data, words):
+    """TRL failed mid-step with KeyError: 'prompt', or a TypeError (third fault hunt); checked before loading."""
+    from datasets import Dataset
+
+    from config import build_config
+    from data_loader import DataError
+    from grpo_trainer import GRPOTrainer
+
+    if data == "stream":
+        data = Dataset.from_list([{"prompt": [{"role": "user", "content": "q"}]}]).to_iterable_dataset()
+    trainer = GRPOTrainer(build_config(overrides={"model_name": str(tiny_model_dir), "output_dir": "out"}))
+    with pytest.raises(DataError, match=re.escape(words)):
+        getattr(trainer, call)(data)
+    assert trainer.loaded is None
+
+
+def test_the_loader_takes_a_path_object(tmp_path):
+    from data_loader import DataError, load_grpo_dataset
+
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"prompt": "q", "chosen": "a"}\n')
+    assert len(load_grpo_dataset(path)) == 1
+    with pytest.raises(DataError, match="got int"):
+        load_grpo_dataset(42)
