@@ -44,6 +44,7 @@ KEYWORDS = "keywords"
 MODES = (MATH, TEXT_ANSWER, UNPARSEABLE, FREE_TEXT, KEYWORDS)
 
 MATH_TIMEOUT_S = 5.0
+MAX_PARSE_CHARS = 4000  # of a completion's end given to math-verify (0.1 s for 4000 characters of numbers)
 # LaTeX (boxed first) then plain numbers: the configuration of math-verify's own test suite.
 EXTRACTION = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
 
@@ -136,7 +137,10 @@ def _timed(call: Callable[[], Any], fallback: Any, what: str) -> Any:
 
 
 def parse_math(text: str) -> list:
-    """math-verify's parse of ``text``; [] when nothing parses or it takes too long."""
+    """math-verify's parse of ``text``'s last ``MAX_PARSE_CHARS`` (the final answer is at the end); [] when nothing
+    parses or it takes too long.  The deadline cannot stop math-verify inside its C-level regex and sympy work: a
+    100k-character completion of numbers took 45 s whatever the limit, so long texts are cut first."""
+    text = text[-MAX_PARSE_CHARS:]
     return _timed(lambda: parse(text, list(EXTRACTION), parsing_timeout=None), [], f"parse {text[:60]!r}")
 
 

@@ -491,3 +491,14 @@ def test_python_rewards_that_could_never_score_are_refused(reward, words):
 
     with pytest.raises(ConfigError, match=re.escape(words)):
         GRPOTrainer(GRPOConfig(output_dir="out"), reward_functions=[reward])
+
+
+def test_a_huge_completion_is_scored_in_time():
+    """math-verify's C-level work on 100k characters of numbers took 45 s past its 5 s deadline (third fault hunt):
+    only the end, where the final answer is, is parsed."""
+    reward = get_accuracy_reward()
+    started = time.monotonic()
+    assert reward(["1 " * 50000 + "The answer is 7."], chosen=["7"], rejected=[""]) == [1.0]
+    assert reward(["1 " * 50000], chosen=["7"], rejected=[""]) == [0.0]
+    assert time.monotonic() - started < 5
+
