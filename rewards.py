@@ -191,8 +191,9 @@ def accuracy_modes(dataset, limit: int | None = None) -> dict[str, int]:
 def get_length_reward(optimal_length: float = 150, unit: str = "words") -> RewardFunc:
     if unit not in LENGTH_UNITS:
         raise ConfigError(f"length.unit={unit!r}; choose one of {', '.join(LENGTH_UNITS)}.")
-    if not 0 < optimal_length < math.inf:
-        raise ConfigError(f"length.optimal_length={optimal_length} must be a positive, finite number.")
+    number = isinstance(optimal_length, (int, float)) and not isinstance(optimal_length, bool)
+    if not (number and 0 < optimal_length < math.inf):  # "150" raised a TypeError, True counted as 1
+        raise ConfigError(f"length.optimal_length={optimal_length!r} must be a positive, finite number.")
     measure = (lambda t: len(t.split())) if unit == "words" else len
 
     def length_reward(completions: list, **kwargs: Any) -> list[float]:

@@ -151,6 +151,13 @@ def test_reward_config_validation(config, message):
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize("optimal_length", ["150", True, 0])
+def test_the_length_factory_in_python_checks_its_number(optimal_length):
+    """get_length_reward("150") raised a TypeError, True counted as 1 (third fault hunt)."""
+    with pytest.raises(ConfigError, match="must be a positive, finite number"):
+        get_length_reward(optimal_length=optimal_length)
+
+
 def test_raising_reward_scores_zero_and_counts(caplog):
     def flaky_reward(completions, **kwargs):
         if any("boom" in c for c in completions):
