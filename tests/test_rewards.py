@@ -508,4 +508,3 @@ def test_a_huge_completion_is_scored_in_time():
     assert reward(["1 " * 50000 + "The answer is 7."], chosen=["7"], rejected=[""]) == [1.0]
     assert reward(["1 " * 50000], chosen=["7"], rejected=[""]) == [0.0]
     assert time.monotonic() - started < 5
-
