@@ -373,7 +373,16 @@ def _enum_choices(hint: Any) -> list[str]:
 def _type_name(hint: Any) -> str:
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
     args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    return " or ".join(names.get(a, getattr(a, "__name__", str(a))) for a in args)
+    return " or ".join(names.get(a, _generic_name(a)) for a in args)
+
+
+def _generic_name(hint: Any) -> str:
+    """``list[float]`` as "a list of numbers" rather than "list" (["1"] is a list, just not of numbers)."""
+    plural = {bool: "true/false values", int: "integers", float: "numbers", str: "strings"}
+    inner = typing.get_args(hint)
+    if typing.get_origin(hint) is list and inner:
+        return f"a list of {plural.get(inner[0], getattr(inner[0], '__name__', str(inner[0])))}"
+    return getattr(hint, "__name__", str(hint))
 
 
 def check_value(key: str, value: Any) -> None:

@@ -285,7 +285,7 @@ CONFIG_CASES = [
     config_case("config-lora-targets-not-list", {"lora_target_modules": 5}, ["lora_target_modules"]),
     config_case("config-report-to-number", {"report_to": 5}, ["report_to"]),
     config_case("config-eval-steps-negative", {"eval_steps": -1}, ["eval_steps"]),
-    config_case("config-reward-weights-text", {"reward_weights": ["a"]}, ["reward_weights"]),
+    config_case("config-reward-weights-text", {"reward_weights": ["a"]}, ["reward_weights", "a list of numbers"]),
     config_case("config-lr-scheduler-unknown", {"lr_scheduler_type": "zigzag"}, ["lr_scheduler_type", "cosine"]),
     # found by a fault hunt: each of these passed the checks and failed after the model was loaded, with exit 1
     config_case("config-loss-type-unknown", {"loss_type": "bogus"}, ["loss_type", "dr_grpo"]),
