@@ -1077,6 +1077,7 @@ def create_grpo_dataloader(
     ``model_name`` gives the tokenizer for the prompt-length filter; when it cannot be loaded (offline hub id)
     the filter is skipped with a warning.
     """
+    import datasets
     from torch.utils.data import DataLoader
 
     for name, value in (
@@ -1088,7 +1089,10 @@ def create_grpo_dataloader(
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
             raise DataError(f"create_grpo_dataloader: {name}={value!r} must be a positive integer (or None).")
     dataset = load_grpo_dataset(dataset_name, seed=seed, **load_kwargs)
-    dataset, _ = prepare_splits(dataset, max_samples=max_samples, eval_samples=0, seed=seed)
+    if isinstance(dataset, datasets.IterableDataset):  # a stream: read in order, max_samples rows (no shuffle)
+        dataset = dataset.take(max_samples) if max_samples else dataset
+    else:
+        dataset, _ = prepare_splits(dataset, max_samples=max_samples, eval_samples=0, seed=seed)
     if max_prompt_tokens and model_name:
         tokenizer = _try_tokenizer(model_name)
         if tokenizer is not None:

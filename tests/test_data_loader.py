@@ -325,6 +325,13 @@ def test_long_prompts_are_dropped_and_counted(tiny_model_dir, caplog):
     assert len(kept) == 1 and "dropped 1 of 2 prompts longer than 64 tokens" in caplog.text
 
 
+def test_create_grpo_dataloader_streams(tmp_path):
+    """streaming=True failed with "object of type IterableDataset has no len()" (third fault hunt)."""
+    path = str(write_jsonl(tmp_path / "d.jsonl", SEED_ROWS))
+    loader, _ = create_grpo_dataloader(None, path, max_samples=5, batch_size=2, streaming=True)
+    assert [len(batch) for batch in loader] == [2, 2, 1]
+
+
 def test_create_grpo_dataloader_returns_loader_and_dataset(tmp_path, tiny_model_dir):
     path = write_jsonl(tmp_path / "d.jsonl", SEED_ROWS)
     loader, dataset = create_grpo_dataloader(str(tiny_model_dir), str(path), max_samples=4, batch_size=2)
