@@ -185,6 +185,8 @@ def completion_answer(text: str) -> list:
         span = _marked_span(text)
         if span is not None:
             return parse_span(span)
+        if _is_bare(text):  # only an answer ("x = 5, y = 3"): parsed as a reference is, not as its last number
+            return parse_span(text)
     return parse_math(text)
 
 

@@ -65,6 +65,8 @@ ACCURACY_CASES = [
     ("The answer is Paris.", "Paris", "", 1.0),  # a free-text reference against the marked answer (was 0.4)
     ("It is incorrect", "", "", 0.0),  # keywords are words: not "correct" inside "incorrect"
     ("Yesterday it rained", "", "", 0.0),  # ... nor "yes" inside "yesterday"
+    ("x = 5, y = 3", "x = 5, y = 3", "", 1.0),  # a bare answer is parsed whole, as its reference (was read as 3)
+    ("x = 5, y = 4", "x = 5, y = 3", "", 0.0),
 ]
 
 
