@@ -14,7 +14,6 @@ built once; nothing changes it afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import enum
@@ -45,6 +44,7 @@ from config_base import (
     ConfigError,
     import_unsloth_first,
     load_preset,
+    read_adapter_config,
     read_json_object,
     resolve_aliases,
     world_size,
@@ -484,12 +484,7 @@ def adapter_defaults(values: dict[str, Any], sources: dict[str, str]) -> dict[st
     """A new run from ``init_adapter`` takes the adapter's base model and rank where no preset, file or flag set
     them (without --model it loaded the default llama-3.1-8b, which the adapter does not fit)."""
     adapter = values.get("init_adapter")
-    saved: dict[str, Any] = {}
-    if adapter:
-        with contextlib.suppress(OSError, ValueError):
-            saved = json.loads((Path(adapter) / "adapter_config.json").read_text(encoding="utf-8"))
-    if not isinstance(saved, dict):
-        return {}
+    saved = read_adapter_config(adapter) if adapter else {}
     taken = {
         key: saved[name]
         for key, name in ADAPTER_KEYS.items()

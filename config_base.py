@@ -163,6 +163,16 @@ def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
     return data
 
 
+def read_adapter_config(folder: str | Path) -> dict[str, Any]:
+    """A LoRA folder's ``adapter_config.json`` (base model, rank); {} when it is missing, unreadable or not a JSON
+    object: its readers only name what it says, and fall back where it says nothing."""
+    try:
+        saved = json.loads((Path(folder) / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
 def load_preset(name: str) -> dict[str, Any]:
     """A preset's settings; the files it names (its reward config) are the project's, found wherever the command
     runs (``--production`` from another directory failed with "reward config file not found")."""

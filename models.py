@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib.util
-import json
 import logging
 import os
 import shutil
@@ -28,6 +27,7 @@ from config_base import (
     fsdp_enabled,
     import_unsloth_first,  # noqa: F401  (re-exported for the trainer)
     launch_allows_unsloth,
+    read_adapter_config,
     sharded_launch,
     unsloth_imported,
     world_size,
@@ -135,10 +135,7 @@ def check_model_folder(folder: Path) -> None:
     adapter = folder / "adapter_config.json"
     if not (folder / "config.json").is_file():
         if adapter.is_file():
-            try:
-                base = json.loads(adapter.read_text()).get("base_model_name_or_path") or "<its base model>"
-            except (ValueError, AttributeError):  # not JSON, or not an object
-                base = "<its base model>"
+            base = read_adapter_config(folder).get("base_model_name_or_path") or "<its base model>"
             raise ModelError(
                 f"{folder} is a LoRA adapter, not a model: give its base model and the adapter, "
                 f"--model {base} --init-adapter {folder} (or --eval-only --output-dir <its run folder>)."
@@ -434,9 +431,7 @@ def _bnb_config(compute_dtype):
 
 def _adapter_misfit(adapter_dir: str | Path, what: str, err: Exception | None) -> str:
     """One line for an adapter that does not fit the model: what it was trained with, and the flags that match."""
-    saved: dict = {}
-    with contextlib.suppress(OSError, ValueError):
-        saved = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
+    saved = read_adapter_config(adapter_dir)
     trained = ", ".join(
         f"{flag} {saved[key]}"
         for key, flag in (("base_model_name_or_path", "--model"), ("r", "--lora-rank"))
