@@ -832,6 +832,9 @@ class DatasetSource:
     hub_config: str | None = None
     data_dir: str | None = None
     description: str = ""
+    # Local copies come in more than one layout: each row's shape picks the converter (summarize_from_feedback:
+    # OpenAI's comparisons or CarperAI's prompt/chosen/rejected).
+    local_layouts_vary: bool = False
 
 
 DATASET_SOURCES: dict[str, DatasetSource] = {
@@ -864,6 +867,7 @@ DATASET_SOURCES: dict[str, DatasetSource] = {
         "validation",
         hub_config="comparisons",
         description="Reddit TL;DR posts with two summaries and a human choice.",
+        local_layouts_vary=True,
     ),
     "arithmetic": DatasetSource(
         "", "preference", description="Built in: generated addition/subtraction questions with numeric answers."
@@ -908,11 +912,10 @@ def load_hub_rows(
 
 
 def local_copy_converter(source_name: str | None) -> str | None:
-    """The converter for a local copy of a named source; None (each row's shape decides) where copies come in
-    more than one layout (summarize_from_feedback: OpenAI's comparisons or CarperAI's prompt/chosen/rejected)."""
-    if source_name is None or source_name == "openai_summarize":
-        return None
-    return DATASET_SOURCES[source_name].converter
+    """The converter for a local copy of a named source; None (each row's shape decides) for a user's own file
+    and where the source's copies come in more than one layout."""
+    source = DATASET_SOURCES.get(source_name)
+    return None if source is None or source.local_layouts_vary else source.converter
 
 
 def resolve_source(dataset_name: str) -> tuple[str | None, str | None]:
