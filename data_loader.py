@@ -351,8 +351,10 @@ def detect_format(row: Row) -> str:
         return "preference"
     separator = next((sep for sep in (";", "\t", "|") if len(keys) == 1 and sep in next(iter(keys))), None)
     if separator:  # one column whose name holds the others: a CSV written with another separator
-        raise DataError(f"unrecognised columns {sorted(keys)}: the header is separated by {separator!r}; save the CSV "
-                        "with commas (pandas: to_csv(path, index=False)) or as JSON Lines")  # fmt: skip
+        raise DataError(
+            f"unrecognised columns {sorted(keys)}: the header is separated by {separator!r}; save the CSV with "
+            "commas (pandas: to_csv(path, index=False)) or as JSON Lines"
+        )
     raise DataError(f"unrecognised columns {sorted(keys)}")
 
 
@@ -530,10 +532,14 @@ def _open_text(path: Path, newline: str | None = None):
     return open(path, encoding="utf-8-sig", newline=newline)
 
 
+def _open_bytes(path: Path):
+    """The file's bytes, decompressed when it is gzip."""
+    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
+
+
 def _first_non_utf8_line(path: Path) -> int:
     """The number of the first line that is not UTF-8 (decoding in blocks does not say which line it was)."""
-    opener = gzip.open if _is_gzip(path) else open
-    with opener(path, "rb") as handle:
+    with _open_bytes(path) as handle:
         for lineno, raw in enumerate(handle, start=1):
             try:
                 raw.decode("utf-8")
@@ -544,8 +550,7 @@ def _first_non_utf8_line(path: Path) -> int:
 
 def _not_utf8(path: Path, err: UnicodeDecodeError) -> DataError:
     # A UTF-16 file (Windows editors' "Unicode") starts with its byte-order mark; anything else is most often Latin-1.
-    opener = gzip.open if _is_gzip(path) else open
-    with opener(path, "rb") as handle:
+    with _open_bytes(path) as handle:
         encoding = "utf-16" if handle.read(2) in (b"\xff\xfe", b"\xfe\xff") else "latin1"
     return DataError(
         f"{path}:{_first_non_utf8_line(path)}: not UTF-8 text ({err.reason}). Re-save the file as UTF-8, "
@@ -1047,9 +1052,9 @@ def prepare_splits(dataset, *, max_samples: int | None, eval_samples: int, seed:
     return train, eval_set
 
 
-def warn_if_held_out_prompts_are_trained(train, eval_set) -> int:
+def warn_if_held_out_prompts_are_trained(train, eval_set) -> None:
     """Held-out rows whose prompt is also a training prompt (a file with duplicate rows): their scores measure
-    memory, not generalisation.  Warned with the count; returned for the caller."""
+    memory, not generalisation.  Warned with the count."""
     seen = {json.dumps(prompt, sort_keys=True) for prompt in train[PROMPT]}
     leaked = sum(json.dumps(prompt, sort_keys=True) in seen for prompt in eval_set[PROMPT])
     if leaked:
@@ -1059,7 +1064,6 @@ def warn_if_held_out_prompts_are_trained(train, eval_set) -> int:
             leaked,
             len(eval_set),
         )
-    return leaked
 
 
 def _collate_rows(batch: list[Row]) -> list[Row]:
