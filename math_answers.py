@@ -201,9 +201,8 @@ def math_matches(reference: Reference, completion: str) -> bool:
 
 def text_matches(reference: Reference, completion: str) -> bool:
     """A ``text_answer`` reference: the completion's marked answer (or whole text), normalised, equals it."""
-    text = _clean(completion)
-    span = _marked_span(text)
-    return normalise_text(span if span is not None else text) == reference.answer
+    span = answer_clause(completion)
+    return normalise_text(span if span is not None else completion) == reference.answer
 
 
 def count_modes(references: Iterable[str]) -> dict[str, int]:
