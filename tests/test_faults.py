@@ -79,6 +79,12 @@ def reward_config(case_id: str, text: str, names: list[str], **kw) -> Case:
     return Case(case_id, args, 2, names, {"data.jsonl": GOOD, "r.json": text}, **kw)
 
 
+def model_case(case_id: str, model: str, names: list[str], files: dict | None = None) -> Case:
+    """A --model case: a short training run of the tiny model's settings, pointed at ``model`` instead."""
+    args = [*TINY, *DATA, *OUT, "--model", model]  # OUT: defined with the lifecycle cases, read when called
+    return Case(case_id, args, 2, names, {"data.jsonl": GOOD, **(files or {})}, model=True)
+
+
 CSV_OK = "prompt,chosen,rejected\nWhat is 1 + 1?,2,3\nWhat is 2 + 2?,4,5\n"
 DATA_CASES = [
     Case("data-missing-file", [*PREVIEW, *DATA], 2, ["{tmp}/data.jsonl", "not found"]),
@@ -646,14 +652,7 @@ ENV_CASES = [
         {"data.jsonl": GOOD},
         patch=lambda mp, t: mp.setattr("train_grpo.load_data", _boom),
     ),
-    Case(
-        "env-hub-model-offline",
-        [*TINY, *DATA, *OUT, "--model", "nobody/no-such-model"],
-        2,
-        ["nobody/no-such-model", "could not be loaded"],
-        {"data.jsonl": GOOD},
-        model=True,
-    ),
+    model_case("env-hub-model-offline", "nobody/no-such-model", ["nobody/no-such-model", "could not be loaded"]),
     Case(
         "env-unsloth-without-cuda",
         [*TINY, *DATA, *OUT, "--backend", "unsloth"],
@@ -663,59 +662,37 @@ ENV_CASES = [
         model=True,
     ),
     # found by the second fault hunt: real mistakes with model folders (each failed late, with exit 1 or a vague line)
-    Case(
+    model_case(
         "env-model-is-a-lora-adapter",
-        [*TINY, *DATA, *OUT, "--model", "{tmp}/adapter"],
-        2,
+        "{tmp}/adapter",
         ["is a LoRA adapter", "--model base/model --init-adapter {tmp}/adapter"],
-        {"data.jsonl": GOOD, "adapter/adapter_config.json": json.dumps({"base_model_name_or_path": "base/model"})},
-        model=True,
+        {"adapter/adapter_config.json": json.dumps({"base_model_name_or_path": "base/model"})},
     ),
-    Case(
+    model_case(
         "env-model-without-tokenizer",
-        [*TINY, *DATA, *OUT, "--model", "{tmp}/model"],
-        2,
+        "{tmp}/model",
         ["{tmp}/model", "no tokenizer files"],
-        {"data.jsonl": GOOD, "model/config.json": "{}", "model/model.safetensors": b"\0" * 16},
-        model=True,
+        {"model/config.json": "{}", "model/model.safetensors": b"\0" * 16},
     ),
-    Case(
+    model_case(
         "env-model-weights-are-lfs-pointers",
-        [*TINY, *DATA, *OUT, "--model", "{tmp}/model"],
-        2,
+        "{tmp}/model",
         ["model.safetensors is a Git LFS pointer", "git lfs pull"],
         {
-            "data.jsonl": GOOD,
             "model/config.json": "{}",
             "model/tokenizer.json": "{}",
             "model/model.safetensors": "version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 12\n",
         },
-        model=True,
     ),
-    Case(  # without a hub it was "hf download llama3.1-8b"; with one, 77 s of retries first
-        "env-model-short-name-typo",
-        [*TINY, *DATA, *OUT, "--model", "llama3.1-8b"],
-        2,
-        ["'llama3.1-8b'", "did you mean llama-3.1-8b"],
-        {"data.jsonl": GOOD},
-        model=True,
-    ),
-    Case(
+    # without a hub it was "hf download llama3.1-8b"; with one, 77 s of retries first
+    model_case("env-model-short-name-typo", "llama3.1-8b", ["'llama3.1-8b'", "did you mean llama-3.1-8b"]),
+    model_case(
         "env-model-is-a-gguf-file",
-        [*TINY, *DATA, *OUT, "--model", "{tmp}/m.gguf"],
-        2,
+        "{tmp}/m.gguf",
         ["{tmp}/m.gguf is a GGUF file", "saved HF model"],
-        {"data.jsonl": GOOD, "m.gguf": b"GGUF\0\0\0\0"},
-        model=True,
+        {"m.gguf": b"GGUF\0\0\0\0"},
     ),
-    Case(
-        "env-model-folder-missing",
-        [*TINY, *DATA, *OUT, "--model", "{tmp}/no-model"],
-        2,
-        ["{tmp}/no-model"],
-        {"data.jsonl": GOOD},
-        model=True,
-    ),
+    model_case("env-model-folder-missing", "{tmp}/no-model", ["{tmp}/no-model"]),
 ]
 
 _MODEL_DIR: list[str] = []
