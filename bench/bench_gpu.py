@@ -13,7 +13,9 @@ Points (``--points``, comma-separated, measured one after another on the model l
 batch (TRL's ``generation_batch_size``, completions per round), ``default`` (TRL's: the optimizer batch) or
 ``auto`` (``memory.generation_batch_for``, our default); suffixes ``:w0`` (no warm-up round, for points
 after the first), ``:nographs`` (Unsloth's CUDA-graph decoding off), ``:compile`` (transformers' compiled
-static-cache decoding: for our rows the ``compile_generation`` option with a static cache, on any weights).
+static-cache decoding: for our rows the ``compile_generation`` option with a static cache, on any weights),
+``:profile`` (the first ``generate`` call after warm-up runs under ``torch.profiler``: where a decode step's time
+goes, as tables next to ``--out``; the profiler slows that round, so a profiled point's timings are not figures).
 Every point uses the same prompts (built-in arithmetic), G, completion length, optimizer batch, LoRA rank and a
 cheap length reward.  One generation round feeds ``generation_batch / batch`` optimizer steps, so whole rounds
 are timed: one warm-up round, then at least ``--steps`` steps.
@@ -54,6 +56,7 @@ class Point:
     warmup_rounds: int = 1
     graphs: bool = True
     compile: bool = False
+    profile: bool = False
 
     @classmethod
     def parse(cls, spec: str) -> Point:
@@ -62,8 +65,8 @@ class Point:
         for flag in flags:
             if flag == "w0":
                 point.warmup_rounds = 0
-            elif flag in ("nographs", "compile"):
-                setattr(point, "graphs" if flag == "nographs" else "compile", flag == "compile")
+            elif flag in ("nographs", "compile", "profile"):
+                setattr(point, "graphs" if flag == "nographs" else flag, flag != "nographs")
             else:
                 raise SystemExit(f"unknown point flag {flag!r} in {spec!r}")
         return point
@@ -96,7 +99,8 @@ class Stopwatch:
 
 
 class Probe:
-    """What one point measures: ``generate`` and the whole rollout (generation, rewards, old log-probs)."""
+    """What one point measures: ``generate`` and the whole rollout (generation, rewards, old log-probs), and
+    the peak memory inside ``generate`` apart from the rest of the step (which of the two sets the point's peak)."""
 
     def __init__(self):
         self.generate = Stopwatch()
@@ -104,13 +108,41 @@ class Probe:
         self.compile_decode = False
         self.records: list[dict] = []
         self.model = None
+        self.reset(profile_call=None, profile_path=None)
+
+    def reset(self, profile_call: int | None, profile_path: Path | None) -> None:
+        """Start a point: ``generate`` call number ``profile_call`` (0-based) is profiled into ``profile_path``."""
+        self.records, self.generate_calls, self.peaks = [], 0, {"generate": 0, "other": 0}
+        self.profile_call, self.profile_path = profile_call, profile_path
+
+    def watched(self, inner):
+        """``generate`` with its peak memory kept apart, and profiled once if the point asks."""
+
+        def call(*args, **kwargs):
+            import torch
+
+            cuda = torch.cuda.is_available()
+            if cuda:
+                self.peaks["other"] = max(self.peaks["other"], torch.cuda.max_memory_allocated())
+                torch.cuda.reset_peak_memory_stats()
+            number, self.generate_calls = self.generate_calls, self.generate_calls + 1
+            try:
+                if number == self.profile_call:
+                    return profiled(inner, self.profile_path, *args, **kwargs)
+                return inner(*args, **kwargs)
+            finally:
+                if cuda:
+                    self.peaks["generate"] = max(self.peaks["generate"], torch.cuda.max_memory_allocated())
+                    torch.cuda.reset_peak_memory_stats()
+
+        return call
 
     def instrument(self, model) -> None:
         """Time ``model.generate`` (instance, once) and the rollout of whichever ``trl.GRPOTrainer`` class runs."""
         import trl
 
         if self.model is not model:
-            model.generate = self.generate.wrap(model.generate)
+            model.generate = self.generate.wrap(self.watched(model.generate))
             self.model = model
         cls = trl.GRPOTrainer
         if not getattr(cls, "_bench_probe", None):
@@ -148,6 +180,36 @@ class Probe:
                 )
 
         return StepTimer()
+
+
+def profiled(inner, path: Path, *args, **kwargs):
+    """Run ``inner`` under ``torch.profiler`` and write where its time went: wall time against the GPU's busy
+    time (kernels), then the operators by GPU time and by CPU time, to ``path``."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    synchronize()
+    started = time.perf_counter()
+    with profile(activities=activities) as prof:
+        result = inner(*args, **kwargs)
+        synchronize()
+    wall = time.perf_counter() - started
+    events = prof.key_averages()
+    device_us = sum(getattr(e, "self_device_time_total", 0) for e in events)
+    ids = getattr(result, "sequences", result)
+    new_tokens = ids.shape[-1] - kwargs["input_ids"].shape[-1] if "input_ids" in kwargs else -1
+    lines = [
+        f"generate under the profiler: {wall:.2f} s wall, {device_us / 1e6:.2f} s of kernels summed "
+        f"({100 * device_us / 1e6 / wall:.0f}% of wall), batch {ids.shape[0]}, {new_tokens} new tokens, "
+        f"{1000 * wall / max(new_tokens, 1):.1f} ms per decode step (profiled)",
+        "",
+        events.table(sort_by="self_device_time_total", row_limit=40, max_name_column_width=90),
+        events.table(sort_by="self_cpu_time_total", row_limit=40, max_name_column_width=90),
+    ]
+    path.write_text("\n".join(lines))
+    print(lines[0], "->", path, flush=True)
+    return result
 
 
 def length_reward(completions, **kwargs):
@@ -322,6 +384,9 @@ def summarize(args, point: Point, batch: int, reason: str, trainer, probe: Probe
     """One result line for a point: whole timed rounds only (``complete`` false when the run stopped early)."""
     import torch
 
+    if torch.cuda.is_available():
+        probe.peaks["other"] = max(probe.peaks["other"], torch.cuda.max_memory_allocated())
+
     per_round = batch // args.batch
     expected = per_round * math.ceil(args.steps / per_round)
     # TRL logs completion lengths once per generation round (over the whole generation batch).
@@ -367,7 +432,9 @@ def summarize(args, point: Point, batch: int, reason: str, trainer, probe: Probe
         "ms_per_decode_step": round(ms_decode, 2),
         "floor_ms": round(floor, 2),
         "ratio_to_floor": round(ms_decode / floor, 1),
-        "peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else 0,
+        "peak_allocated_gib": round(max(probe.peaks.values()) / 2**30, 2),
+        "peak_gib_by_phase": {k: round(v / 2**30, 2) for k, v in probe.peaks.items()},
+        "profiled": point.profile,
         "steps": timed,
     }
 
@@ -383,7 +450,9 @@ def run_point(args, runner, point: Point) -> dict:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    runner.probe.records, runner.probe.compile_decode = [], point.compile
+    runner.probe.compile_decode = point.compile
+    label = f"{args.label or args.row}-{point.generation_batch}"
+    runner.probe.reset(point.warmup_rounds if point.profile else None, args.out.parent / f"profile-{label}.txt")
     trainer = runner.run(point, batch, warmup_steps + timed_rounds * per_round)
     return summarize(args, point, batch or args.batch, reason, trainer, runner.probe, warmup_steps)
 
@@ -405,6 +474,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.trl_extra = json.loads(args.trl_json)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("WANDB_MODE", "disabled")
     from config_base import import_unsloth_first
 

@@ -2,11 +2,13 @@
 # One device call for issue 15 (rollout throughput) on the Llama-3.1-8B shape: every row of
 # docs/benchmarks.md's rollout table, spread over the machine's GPUs by bench/gpu_queue.py (one row per GPU
 # at a time, highest priority first, rows that no longer fit the budget skipped).
-#   bash bench/gpu_rollout.sh [BUDGET_S] [sweep|levers|compile]  (on the GPU host, with .whl and .device/tokenizer)
+#   bash bench/gpu_rollout.sh [BUDGET_S] [sweep|levers|compile|profile]  (on the GPU host, with .whl and .device/tokenizer)
 # sweep: baselines, our backends at the automatic generation batch, the Unsloth sweep (first device call);
 # levers: steady state of Unsloth at 128, Unsloth bf16, compiled static-cache decoding, bnb with the dynamic
-# cache (second device call); compile: compiled decoding over 4 rounds of varying prompt lengths.
-# Results: $OUT/rollout.jsonl (one line per point), $OUT/queue.log, $OUT/logs.tgz (one log per row).
+# cache (second device call); compile: compiled decoding over 4 rounds of varying prompt lengths; profile: one
+# generation round of each decoding path under torch.profiler (where a decode step's time goes, profile-*.txt).
+# Results: $OUT/rollout.jsonl (one line per point), $OUT/queue.log, $OUT/logs.tgz (one log per row),
+# $OUT/profile-*.txt (profiled points).
 set -uo pipefail
 started=$SECONDS
 source bench/gpu_setup.sh
@@ -24,6 +26,13 @@ compile_varying${tab}330${tab}$bench --row transformers_bf16 --label transformer
 bf16_varying${tab}250${tab}$bench --row transformers_bf16 --label transformers_bf16_varying --points 128 --steps 32 --prompt-padding 30
 unsloth_varying${tab}250${tab}$bench --row unsloth --label unsloth_varying --points 128 --steps 32 --prompt-padding 30
 transformers_4bit_compile${tab}250${tab}$bench --row transformers_4bit --label transformers_4bit_compile --points 128:compile --steps 16
+JOBS
+elif [ "${2:-sweep}" = profile ]; then
+cat > /tmp/jobs.tsv <<JOBS
+unsloth_128${tab}330${tab}$bench --row unsloth --label unsloth_profile --points 128:profile --steps 8
+unsloth_bf16_128${tab}300${tab}$bench --row unsloth_bf16 --label unsloth_bf16_profile --points 128:profile --steps 8
+trl_bf16_128${tab}300${tab}$bench --row trl_bf16 --label trl_bf16_profile --points 128:profile --steps 8
+unsloth_16${tab}250${tab}$bench --row unsloth --label unsloth_profile --points 16:profile --steps 1
 JOBS
 elif [ "${2:-sweep}" = levers ]; then
 cat > /tmp/jobs.tsv <<JOBS
