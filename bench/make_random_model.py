@@ -103,6 +103,7 @@ def build(shape: str, tokenizer_dir: Path, out: Path) -> Path:
     with torch.device("meta"):  # shapes only: a 70B model never exists whole, on the GPU or in memory
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     out.mkdir(parents=True, exist_ok=True)
+    config.architectures = [type(model).__name__]  # save_pretrained of the model would write it; TRL reads it
     config.save_pretrained(out)
     params = write_random_weights(dict(model.named_parameters()), out, config.initializer_range)
     for name in TOKENIZER_FILES:
