@@ -14,6 +14,7 @@ batch (TRL's ``generation_batch_size``, completions per round), ``default`` (TRL
 ``auto`` (``memory.generation_batch_for``, our default); suffixes ``:w0`` (no warm-up round, for points
 after the first), ``:nographs`` (Unsloth's CUDA-graph decoding off), ``:compile`` (transformers' compiled
 static-cache decoding: for our rows the ``compile_generation`` option with a static cache, on any weights),
+``:unfolded`` (the LM head as Unsloth calls it, without ``models.fold_rows_into_one_matrix``),
 ``:profile`` (the first ``generate`` call after warm-up runs under ``torch.profiler``: where a decode step's time
 goes, as tables next to ``--out``; the profiler slows that round, so a profiled point's timings are not figures).
 Every point uses the same prompts (built-in arithmetic), G, completion length, optimizer batch, LoRA rank and a
@@ -57,6 +58,7 @@ class Point:
     graphs: bool = True
     compile: bool = False
     profile: bool = False
+    fold: bool = True
 
     @classmethod
     def parse(cls, spec: str) -> Point:
@@ -65,6 +67,8 @@ class Point:
         for flag in flags:
             if flag == "w0":
                 point.warmup_rounds = 0
+            elif flag == "unfolded":
+                point.fold = False
             elif flag in ("nographs", "compile", "profile"):
                 setattr(point, "graphs" if flag == "nographs" else flag, flag != "nographs")
             else:
@@ -184,14 +188,14 @@ class Probe:
 
 def profiled(inner, path: Path, *args, **kwargs):
     """Run ``inner`` under ``torch.profiler`` and write where its time went: wall time against the GPU's busy
-    time (kernels), then the operators by GPU time and by CPU time, to ``path``."""
+    time (kernels), then the operators by GPU time, by CPU time and by input shapes, to ``path``."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     synchronize()
     started = time.perf_counter()
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, record_shapes=True) as prof:
         result = inner(*args, **kwargs)
         synchronize()
     wall = time.perf_counter() - started
@@ -206,6 +210,10 @@ def profiled(inner, path: Path, *args, **kwargs):
         "",
         events.table(sort_by="self_device_time_total", row_limit=40, max_name_column_width=90),
         events.table(sort_by="self_cpu_time_total", row_limit=40, max_name_column_width=90),
+        "operators by input shapes (kernels launched outside CUDA graphs are charged to their operator):",
+        prof.key_averages(group_by_input_shape=True).table(
+            sort_by="device_time_total", row_limit=40, max_name_column_width=60, max_shapes_column_width=120
+        ),
     ]
     path.write_text("\n".join(lines))
     print(lines[0], "->", path, flush=True)
@@ -306,6 +314,8 @@ class OursRunner:
             trainer.load_model()
             self.loaded = trainer.loaded
         trainer.loaded = self.loaded
+        if not point.fold:  # back to the head's own forward (the fold is an attribute of the instance)
+            self.loaded.model.get_output_embeddings().__dict__.pop("forward", None)
         self.probe.instrument(trainer.model)
         trainer.train(dataset(512, self.args.prompt_padding), callbacks=[self.probe.callback()])
         return trainer.trl_trainer

@@ -79,6 +79,8 @@ def attention_variants(batch: int, kv_len: int):
     cache_k = torch.randn(kv_len, batch, KV_HEADS, HEAD_DIM, device="cuda", dtype=torch.bfloat16)
     cache_v = torch.randn_like(cache_k)
     query = torch.randn(batch, HEADS, 1, HEAD_DIM, device="cuda", dtype=torch.bfloat16)
+    # Unsloth's query: a [B, 1, heads, D] projection viewed and transposed, so not contiguous
+    query_view = torch.randn(batch, 1, HEADS, HEAD_DIM, device="cuda", dtype=torch.bfloat16).transpose(1, 2)
     keys, values = cache_k.permute(1, 2, 0, 3), cache_v.permute(1, 2, 0, 3)
     mask = torch.ones(batch, 1, 1, kv_len, device="cuda", dtype=torch.bool)
     mask[: batch // 2, ..., :20] = False  # left padding on half the rows
@@ -96,6 +98,12 @@ def attention_variants(batch: int, kv_len: int):
         ),
         f"attention L={kv_len} sdpa gqa, no mask": lambda: F.scaled_dot_product_attention(
             query, keys, values, enable_gqa=True
+        ),
+        f"attention L={kv_len} sdpa gqa + mask, transposed query": lambda: F.scaled_dot_product_attention(
+            query_view, keys, values, attn_mask=mask, enable_gqa=True
+        ),
+        f"attention L={kv_len} sdpa gqa + float mask": lambda: F.scaled_dot_product_attention(
+            query, keys, values, attn_mask=torch.zeros(mask.shape, device="cuda", dtype=torch.bfloat16), enable_gqa=True
         ),
         f"attention L={kv_len} sdpa gqa contiguous + mask": lambda: F.scaled_dot_product_attention(
             query, keys.contiguous(), values.contiguous(), attn_mask=mask, enable_gqa=True

@@ -2,7 +2,7 @@
 # One device call for issue 15 (rollout throughput) on the Llama-3.1-8B shape: every row of
 # docs/benchmarks.md's rollout table, spread over the machine's GPUs by bench/gpu_queue.py (one row per GPU
 # at a time, highest priority first, rows that no longer fit the budget skipped).
-#   bash bench/gpu_rollout.sh [BUDGET_S] [sweep|levers|compile|profile]  (on the GPU host, with .whl and .device/tokenizer)
+#   bash bench/gpu_rollout.sh [BUDGET_S] [sweep|levers|compile|profile|fold]  (on the GPU host, with .whl and .device/tokenizer)
 # sweep: baselines, our backends at the automatic generation batch, the Unsloth sweep (first device call);
 # levers: steady state of Unsloth at 128, Unsloth bf16, compiled static-cache decoding, bnb with the dynamic
 # cache (second device call); compile: compiled decoding over 4 rounds of varying prompt lengths; profile: one
@@ -26,6 +26,12 @@ compile_varying${tab}330${tab}$bench --row transformers_bf16 --label transformer
 bf16_varying${tab}250${tab}$bench --row transformers_bf16 --label transformers_bf16_varying --points 128 --steps 32 --prompt-padding 30
 unsloth_varying${tab}250${tab}$bench --row unsloth --label unsloth_varying --points 128 --steps 32 --prompt-padding 30
 transformers_4bit_compile${tab}250${tab}$bench --row transformers_4bit --label transformers_4bit_compile --points 128:compile --steps 16
+JOBS
+elif [ "${2:-sweep}" = fold ]; then
+# The LM head folded into one GEMM (models.fold_rows_into_one_matrix) against Unsloth's own call, side by side.
+cat > /tmp/jobs.tsv <<JOBS
+unsloth_folded${tab}300${tab}$bench --row unsloth --label unsloth_folded --points 128 --steps 8
+unsloth_unfolded${tab}300${tab}$bench --row unsloth --label unsloth_unfolded --points 128:unfolded --steps 8
 JOBS
 elif [ "${2:-sweep}" = profile ]; then
 cat > /tmp/jobs.tsv <<JOBS

@@ -148,3 +148,58 @@ def test_the_reason_for_the_backend_is_said_once_per_process(monkeypatch, caplog
     for _ in range(2):
         assert models.resolve_backend("auto") == "transformers"
     assert caplog.text.count("Unsloth is not sharded by FSDP") == 1
+
+
+def _rows_layouts():
+    """[B, 1, H] inputs as a decode step may hand them to the LM head: fresh, a row sliced out of a longer
+    sequence (batch stride 5 x H), and a [1, B, H] buffer transposed (size-1 dimension's stride B x H)."""
+    import torch
+
+    torch.manual_seed(0)
+    return {
+        "contiguous": torch.randn(8, 1, 16),
+        "sliced from a sequence": torch.randn(8, 5, 16)[:, -1:],
+        "transposed": torch.randn(1, 8, 16).transpose(0, 1),
+        "a whole sequence": torch.randn(8, 5, 16),
+    }
+
+
+@pytest.mark.parametrize("layout", list(_rows_layouts()))
+def test_the_lm_head_multiplies_one_matrix_whatever_the_input_strides(layout):
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    head = torch.nn.Linear(16, 40, bias=False).requires_grad_(False)  # frozen, as under LoRA
+    hidden = _rows_layouts()[layout]
+    expected = torch.nn.functional.linear(hidden, head.weight)
+    models.fold_rows_into_one_matrix(head)
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        logits = head(hidden)
+    assert logits.shape == expected.shape
+    torch.testing.assert_close(logits, expected)
+    assert "aten::bmm" not in {e.key for e in prof.key_averages()}  # the weight is not expanded per row
+
+
+def test_without_the_fold_a_sliced_row_is_a_batched_product():
+    """The PyTorch behaviour the fold exists for: if this starts folding by itself, the fold can go."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    head = torch.nn.Linear(16, 40, bias=False).requires_grad_(False)  # a trainable weight is folded (with a copy)
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        head(_rows_layouts()["sliced from a sequence"])
+    assert "aten::bmm" in {e.key for e in prof.key_averages()}
+
+
+def test_the_folded_lm_head_trains_as_before():
+    import torch
+
+    head = torch.nn.Linear(16, 40)
+    plain = torch.nn.Linear(16, 40)
+    plain.load_state_dict(head.state_dict())
+    models.fold_rows_into_one_matrix(head)
+    hidden = torch.randn(4, 5, 16)
+    head(hidden[:, -2:]).square().sum().backward()
+    plain(hidden[:, -2:]).square().sum().backward()
+    torch.testing.assert_close(head.weight.grad, plain.weight.grad)
+    torch.testing.assert_close(head.bias.grad, plain.bias.grad)
