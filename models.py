@@ -326,7 +326,7 @@ def fold_rows_into_one_matrix(linear) -> None:
     row's (``should_fold`` in PyTorch); a row sliced out of a longer buffer, as Unsloth 2026.10.9's decode step
     hands the head, is multiplied by a batched GEMM against the weight expanded B times, so all 128,256 x 4,096
     head weights are read once per sequence: 31 ms of a 151 ms decode step at 128 sequences on an H200 against
-    0.28 ms for the folded GEMM (docs/benchmarks.md, "Where a decode step's time goes"). A [B, 1, H] view as
+    0.28 ms for the folded GEMM (docs/benchmarks.md, "Where an Unsloth decode step's time goes"). A [B, 1, H] view as
     [B, H] never copies; the result is the same product."""
     inner = linear.forward
 
