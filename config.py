@@ -291,6 +291,21 @@ TRL_KEYS = tuple(f.name for f in dataclasses.fields(trl.GRPOConfig) if f.init)
 VALID_KEYS = frozenset(OWN_KEYS) | frozenset(TRL_KEYS) | frozenset(ALIASES)
 
 
+def _init_naming_unknown_keys(dataclass_init):
+    """The dataclass constructor, with a mistyped keyword reported as the config file's would be (a ConfigError
+    with the close valid names) instead of Python's bare ``TypeError: unexpected keyword argument``."""
+
+    @functools.wraps(dataclass_init)
+    def init(self, *args, **kwargs):
+        check_keys(kwargs, f"{type(self).__name__}(...)")
+        dataclass_init(self, *args, **kwargs)
+
+    return init
+
+
+GRPOConfig.__init__ = _init_naming_unknown_keys(GRPOConfig.__init__)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Value checks: types from the dataclass declarations (TRL's and ours), then ranges and choices.
 POSITIVE = {
@@ -442,6 +457,16 @@ def _check_special(key: str, value: Any) -> None:
 
 def check_layer(values: dict[str, Any], source: str) -> None:
     """Unknown keys and bad values of one layer, reported with the layer's name."""
+    check_keys(values, source)
+    for key, value in values.items():
+        try:
+            check_value(key, value)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
+
+
+def check_keys(values: dict[str, Any], source: str) -> None:
+    """Keys that are no setting, each with the valid names close to it, and where valid names are listed."""
     unknown = sorted(set(values) - VALID_KEYS)
     if unknown:
         hints = [f"{k} (did you mean {', '.join(m)}?)" if (m := _close(k)) else k for k in unknown]
@@ -450,11 +475,6 @@ def check_layer(values: dict[str, Any], source: str) -> None:
             f"the seed's aliases: {', '.join(ALIASES)}; or any trl.GRPOConfig field (e.g. warmup_steps, "
             "save_total_limit, lr_scheduler_type, loss_type, scale_rewards, generation_batch_size)."
         )
-    for key, value in values.items():
-        try:
-            check_value(key, value)
-        except ConfigError as err:
-            raise ConfigError(f"{source}: {err}") from None
 
 
 def _close(key: str) -> list[str]:

@@ -366,3 +366,13 @@ def test_a_runs_record_names_its_local_files_absolutely(tmp_path, monkeypatch):
     assert fixed["dataset_name"] == str(tmp_path / "data.jsonl") and fixed["model_name"] == "smollm2-135m"
     assert fixed["reward_functions"] == ["accuracy", f"{tmp_path / 'my_rewards.py'}:score", "pkg.module.fn"]
     assert fixed["reward_config"] is None
+
+
+def test_a_mistyped_keyword_in_python_names_the_close_setting():
+    from config import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"GRPOConfig\(\.\.\.\): unknown key\(s\) learnin_rate \(did you mean learning_rate\?\)"
+    ):
+        GRPOConfig(learnin_rate=1e-4)
+    assert GRPOConfig(group_size=4, learning_rate=1e-4).num_generations == 4  # aliases and TRL's fields still pass
