@@ -18,6 +18,7 @@ all); a named public dataset skips such rows with a counted, logged reason and f
 
 from __future__ import annotations
 
+import ast
 import csv
 import gzip
 import json
@@ -613,8 +614,29 @@ def read_json_records(path: Path, report: ConversionReport) -> Iterator[tuple[st
     yield from iter_json_lines(path, report)
 
 
+MESSAGE_LIST_CELL_RE = re.compile(r"\A\s*\[\s*\{.*\}\s*\]\s*\Z", re.S)
+NUMPY_ITEM_BREAK_RE = re.compile(r"\}\s*\n\s*\{")  # numpy's repr puts a line break, no comma, between items
+
+
+def _message_list_cell(text: str) -> str | list[dict]:
+    """A CSV cell holding a list of {role, content} messages, parsed: written as JSON, as Python's repr (pandas'
+    ``to_csv`` of a message column) or as a numpy array's repr (``datasets``' ``to_csv``). Any other cell stays
+    text: a chat prompt saved this way was read as one long user message that starts with "[{'role': ..."."""
+    if not MESSAGE_LIST_CELL_RE.match(text):
+        return text
+    for parse in (json.loads, lambda t: ast.literal_eval(NUMPY_ITEM_BREAK_RE.sub("}, {", t))):
+        try:
+            value = parse(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            continue
+        if isinstance(value, list) and all(isinstance(m, dict) and ROLE in m and CONTENT in m for m in value):
+            return value
+    return text
+
+
 def read_csv_records(path: Path, report: ConversionReport) -> Iterator[tuple[str, Any]]:
-    """(location, record) pairs from a CSV file with a header; every cell is text (answers "42" stay "42")."""
+    """(location, record) pairs from a CSV file with a header; every cell is text (answers "42" stay "42") except
+    a list of chat messages (``_message_list_cell``)."""
     csv.field_size_limit(CSV_FIELD_LIMIT)
     line = 1
     try:
@@ -627,7 +649,7 @@ def read_csv_records(path: Path, report: ConversionReport) -> Iterator[tuple[str
                 elif None in record.values():
                     report.skip(f"{path}:{line}", "fewer fields than the header has")
                 else:
-                    yield f"{path}:{line}", record
+                    yield f"{path}:{line}", {key: _message_list_cell(value) for key, value in record.items()}
     except UnicodeDecodeError as err:
         raise _not_utf8(path, err) from None
     except csv.Error as err:

@@ -445,6 +445,50 @@ def test_csv_numbers_stay_text(tmp_path):
     assert dataset[CHOSEN] == ["4", "6"] and dataset[REJECTED] == ["5", "7"]
 
 
+CHAT_PROMPT = [{"role": "system", "content": 'Be brief, say "ok"'}, {"role": "user", "content": "What is 2+2?"}]
+
+
+@pytest.mark.parametrize(
+    "writer",
+    [
+        pytest.param(
+            lambda path: (
+                __import__("datasets").Dataset.from_list([{"prompt": CHAT_PROMPT, "answer": "4"}]).to_csv(str(path))
+            ),
+            id="datasets",
+        ),
+        pytest.param(
+            lambda path: (
+                __import__("pandas").DataFrame([{"prompt": CHAT_PROMPT, "answer": "4"}]).to_csv(path, index=False)
+            ),
+            id="pandas",
+        ),
+        pytest.param(
+            lambda path: path.write_text(
+                "prompt,answer\n" + '"' + json.dumps(CHAT_PROMPT).replace('"', '""') + '",4\n', encoding="utf-8"
+            ),
+            id="json",
+        ),
+    ],
+)
+def test_a_chat_prompt_saved_to_csv_is_read_as_messages(tmp_path, writer):
+    """What the libraries' own to_csv write for a message column (a numpy array's repr, Python's repr) and a
+    JSON cell: read as the conversation, not as one user message that starts with "[{'role': ..."."""
+    path = tmp_path / "chat.csv"
+    writer(path)
+    row = load_grpo_dataset(str(path))[0]
+    assert row[PROMPT] == CHAT_PROMPT and row[CHOSEN] == "4"
+
+
+def test_a_csv_cell_that_only_looks_like_a_list_stays_text(tmp_path):
+    path = tmp_path / "text.csv"
+    path.write_text('prompt,chosen\n"[{x}] is a set",yes\n"[{\'role\': 1}]",no\n', encoding="utf-8")
+    assert load_grpo_dataset(str(path))[PROMPT] == [
+        [{"role": "user", "content": "[{x}] is a set"}],
+        [{"role": "user", "content": "[{'role': 1}]"}],
+    ]
+
+
 def test_openbmb_ratings_in_the_published_layout():
     """Aspect ratings are {"Rating": "4", ...} objects (older dumps: lists of them); "N/A" is ignored."""
     row = {
