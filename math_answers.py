@@ -199,10 +199,22 @@ def math_matches(reference: Reference, completion: str) -> bool:
     return _timed(lambda: verify(gold, predicted, timeout_seconds=None), False, "compare answers")
 
 
+_SENTENCE_END_RE = re.compile(r"[.!?](?=\s|$)")
+_NEGATIONS = frozenset({"not", "no", "never", "t"})  # "t": the end of "isn't" as words() splits it
+
+
 def text_matches(reference: Reference, completion: str) -> bool:
-    """A ``text_answer`` reference: the completion's marked answer (or whole text), normalised, equals it."""
+    """A ``text_answer`` reference: the completion's marked answer, normalised, equals it; a completion that marks
+    none states it as the closing words of its last sentence, not negated ("The capital is Paris." against "The
+    answer is Paris": chat models state answers without a marker, and comparing the whole sentence scored 0)."""
     span = answer_clause(completion)
-    return normalise_text(span if span is not None else completion) == reference.answer
+    if span is not None:
+        return normalise_text(span) == reference.answer
+    answer = reference.answer.split()
+    sentences = [words(s) for s in _SENTENCE_END_RE.split(_clean(completion))]
+    said = next((s for s in reversed(sentences) if s), [])
+    before = said[-len(answer) - 1 : -len(answer)]
+    return said[-len(answer) :] == answer and not _NEGATIONS.intersection(before)
 
 
 def count_modes(references: Iterable[str]) -> dict[str, int]:

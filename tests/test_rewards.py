@@ -67,6 +67,15 @@ ACCURACY_CASES = [
     ("Yesterday it rained", "", "", 0.0),  # ... nor "yes" inside "yesterday"
     ("x = 5, y = 3", "x = 5, y = 3", "", 1.0),  # a bare answer is parsed whole, as its reference (was read as 3)
     ("x = 5, y = 4", "x = 5, y = 3", "", 0.0),
+    # an unmarked answer is the closing words of the last sentence (was compared whole: the first scored 0)
+    ("The capital is Paris.", "The answer is Paris", "", 1.0),
+    ("Paris", "The answer is Paris", "", 1.0),
+    ("It's not Paris, it's Lyon.", "The answer is Paris", "", 0.0),
+    ("It is not Paris.", "The answer is Paris", "", 0.0),
+    ("The answer isn't Paris", "The answer is Paris", "", 0.0),
+    ("Paris is the capital.", "The answer is Paris", "", 0.0),  # the answer where the sentence begins is not read
+    ("I'd say New York City. Hope this helps", "The answer is New York City", "", 0.0),  # the last sentence only
+    ("I'd say New York City!", "The answer is New York City", "", 1.0),
 ]
 
 
