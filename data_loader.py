@@ -1058,7 +1058,12 @@ def filter_long_prompts(dataset, tokenizer, max_prompt_tokens: int):
 
 
 def prepare_splits(dataset, *, max_samples: int | None, eval_samples: int, seed: int):
-    """Seeded shuffle, then hold out ``eval_samples`` rows and keep at most ``max_samples`` for training."""
+    """Seeded shuffle, then hold out ``eval_samples`` rows and keep at most ``max_samples`` for training.  A stream
+    is read in order: its first ``max_samples`` rows, none held out (shuffling it would mean reading it all)."""
+    import datasets
+
+    if isinstance(dataset, datasets.IterableDataset):
+        return (dataset.take(max_samples) if max_samples else dataset), None
     dataset = dataset.shuffle(seed=seed)
     if eval_samples >= len(dataset):
         raise DataError(
@@ -1106,7 +1111,6 @@ def create_grpo_dataloader(
     ``model_name`` gives the tokenizer for the prompt-length filter; when it cannot be loaded (offline hub id)
     the filter is skipped with a warning.
     """
-    import datasets
     from torch.utils.data import DataLoader
 
     for name, value in (
@@ -1118,10 +1122,7 @@ def create_grpo_dataloader(
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
             raise DataError(f"create_grpo_dataloader: {name}={value!r} must be a positive integer (or None).")
     dataset = load_grpo_dataset(dataset_name, seed=seed, **load_kwargs)
-    if isinstance(dataset, datasets.IterableDataset):  # a stream: read in order, max_samples rows (no shuffle)
-        dataset = dataset.take(max_samples) if max_samples else dataset
-    else:
-        dataset, _ = prepare_splits(dataset, max_samples=max_samples, eval_samples=0, seed=seed)
+    dataset, _ = prepare_splits(dataset, max_samples=max_samples, eval_samples=0, seed=seed)
     if max_prompt_tokens and model_name:
         tokenizer = _try_tokenizer(model_name)
         if tokenizer is not None:

@@ -306,12 +306,8 @@ def load_data(config: GRPOConfig, eval_only: bool):
     from data_loader import DataError, prepare_splits
 
     dataset = load_source(config)
-    if config.streaming:
-        if eval_only:
-            raise ConfigError(
-                "--eval-only needs held-out rows, which a streamed dataset has none of; drop --streaming."
-            )
-        return (dataset.take(config.max_samples) if config.max_samples else dataset), None
+    if config.streaming and eval_only:
+        raise ConfigError("--eval-only needs held-out rows, which a streamed dataset has none of; drop --streaming.")
     if eval_only:
         return None, rows_to_evaluate(dataset, config)
     try:
@@ -356,7 +352,7 @@ def rows_to_evaluate(dataset, config: GRPOConfig):
         return prepare_splits(
             dataset, max_samples=config.max_samples, eval_samples=config.eval_samples, seed=config.seed
         )[1]
-    return unseen_rows(dataset, config)
+    return unseen_rows(dataset, config, trained=run is not None)
 
 
 def _same_source(run: dict[str, Any], config: GRPOConfig) -> bool:
@@ -368,14 +364,13 @@ def _same_source(run: dict[str, Any], config: GRPOConfig) -> bool:
     return saved == with_absolute_paths({key: getattr(config, key) for key in keys})
 
 
-def unseen_rows(dataset, config: GRPOConfig):
+def unseen_rows(dataset, config: GRPOConfig, trained: bool):
     """Rows for --eval-only when the run held none out: those after the rows it trained on, never training rows.
 
     A run's rows are the seeded shuffle's first ``max_samples`` (prepare_splits), so what follows them was never
-    seen.  A base model (no run in the output directory) has seen none of them.
+    seen.  A base model (``trained`` False: no run in the output directory) has seen none of them.
     """
     shuffled = dataset.shuffle(seed=config.seed)
-    trained = (Path(config.output_dir) / RUN_CONFIG_FILE).is_file()
     start = min(config.max_samples or len(shuffled), len(shuffled)) if trained else 0
     if start >= len(shuffled):
         raise ConfigError(

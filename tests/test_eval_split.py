@@ -26,20 +26,20 @@ def test_a_run_without_held_out_rows_is_evaluated_on_unseen_rows(tmp_path):
     (tmp_path / RUN_CONFIG_FILE).write_text("{}")
     config = build_config(overrides={"output_dir": str(tmp_path), "max_samples": 30})
     trained, _ = prepare_splits(rows(50), max_samples=30, eval_samples=0, seed=config.seed)
-    evaluated = unseen_rows(rows(50), config)
+    evaluated = unseen_rows(rows(50), config, trained=True)
     assert len(evaluated) == 20 and not texts(evaluated) & texts(trained)
 
 
 def test_a_base_model_is_evaluated_from_the_start_of_the_shuffle(tmp_path):
     config = build_config(overrides={"output_dir": str(tmp_path / "none"), "max_samples": 30})
-    assert len(unseen_rows(rows(50), config)) == 50
+    assert len(unseen_rows(rows(50), config, trained=False)) == 50
 
 
 def test_a_run_that_trained_on_everything_is_refused(tmp_path):
     (tmp_path / RUN_CONFIG_FILE).write_text("{}")
     config = build_config(overrides={"output_dir": str(tmp_path)})
     with pytest.raises(ConfigError, match="held out no rows"):
-        unseen_rows(rows(50), config)
+        unseen_rows(rows(50), config, trained=True)
 
 
 def saved_run(folder, **settings) -> dict:
