@@ -376,3 +376,12 @@ def test_a_mistyped_keyword_in_python_names_the_close_setting():
     ):
         GRPOConfig(learnin_rate=1e-4)
     assert GRPOConfig(group_size=4, learning_rate=1e-4).num_generations == 4  # aliases and TRL's fields still pass
+
+
+def test_loss_types_are_the_ones_trl_declares():
+    """Read from TRL's help text, its only list of them: empty means TRL reworded it and the check is off."""
+    from config import values_trl_lists
+
+    assert {"grpo", "dr_grpo", "dapo", "bnpo"} <= set(values_trl_lists("loss_type"))
+    with pytest.raises(ConfigError, match="loss_type='dappo' is not valid; choose one of: grpo, dr_grpo, dapo"):
+        __import__("config").check_value("loss_type", "dappo")
