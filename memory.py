@@ -72,9 +72,10 @@ def estimate(
     ``generation_batch``: completions this process generates at once (default: the configured generation batch,
     else the optimizer batch, TRL's default).  ``shards``: processes that the weights and the LoRA optimizer
     state are split over (FSDP, ZeRO-3); one layer is gathered whole at a time.  ``unsloth``: Unsloth keeps its
-    decoding KV buffers (in blocks of ``UNSLOTH_KV_BLOCK`` rows) and scores the whole round's completions with
-    their bf16 logits; measured on the 8B shape, 0.12 GiB more per completion of 256 tokens (docs/benchmarks.md,
-    the generation-batch sweep), twice what the KV cache alone would explain.
+    decoding KV buffers (in blocks of ``UNSLOTH_KV_BLOCK`` rows), and its peaks grow by 0.12 GiB per completion
+    of 256 tokens on the 8B shape (docs/benchmarks.md, the generation-batch sweep), twice what the KV cache alone
+    would explain; the term for the rest is sized as the round's bf16 logits, a fit to those measurements (at 128
+    completions the peak falls inside generation: 21.66 GiB, against 19.95 GiB in scoring and training).
     """
     text = getattr(model_config, "text_config", model_config)
     hidden, layers, vocab = text.hidden_size, text.num_hidden_layers, text.vocab_size
