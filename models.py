@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -327,14 +328,15 @@ def fold_rows_into_one_matrix(linear) -> None:
     hands the head, is multiplied by a batched GEMM against the weight expanded B times, so all 128,256 x 4,096
     head weights are read once per sequence: 31 ms of a 151 ms decode step at 128 sequences on an H200 against
     0.28 ms for the folded GEMM (docs/benchmarks.md, "Where an Unsloth decode step's time goes"). A [B, 1, H] view as
-    [B, H] never copies; the result is the same product."""
-    inner = linear.forward
+    [B, H] never copies; the result is the same product.  Both forwards are methods of the instance, so a deep
+    copy of the model (a reference model) multiplies by its own weights."""
+    linear._forward_unfolded = linear.forward  # the class's, or a hook's wrapper around it
+    linear.forward = types.MethodType(_forward_folded, linear)
 
-    def forward(hidden, *args, **kwargs):
-        rows = hidden.reshape(-1, hidden.shape[-1])
-        return inner(rows, *args, **kwargs).view(*hidden.shape[:-1], -1)
 
-    linear.forward = forward
+def _forward_folded(self, hidden, *args, **kwargs):
+    rows = hidden.reshape(-1, hidden.shape[-1])
+    return self._forward_unfolded(rows, *args, **kwargs).view(*hidden.shape[:-1], -1)
 
 
 def _bf16_supported() -> bool:

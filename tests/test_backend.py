@@ -203,3 +203,17 @@ def test_the_folded_lm_head_trains_as_before():
     plain(hidden[:, -2:]).square().sum().backward()
     torch.testing.assert_close(head.weight.grad, plain.weight.grad)
     torch.testing.assert_close(head.bias.grad, plain.bias.grad)
+
+
+def test_a_copy_of_the_folded_lm_head_multiplies_by_its_own_weight():
+    """A reference model made by deep copy must not call the original's forward."""
+    import copy
+
+    import torch
+
+    head = torch.nn.Linear(16, 40, bias=False).requires_grad_(False)
+    models.fold_rows_into_one_matrix(head)
+    twin = copy.deepcopy(head)
+    twin.weight.zero_()
+    hidden = _rows_layouts()["sliced from a sequence"]
+    assert not twin(hidden).any() and head(hidden).any()
