@@ -14,7 +14,9 @@ batch (TRL's ``generation_batch_size``, completions per round), ``default`` (TRL
 ``auto`` (``memory.generation_batch_for``, our default); suffixes ``:w0`` (no warm-up round, for points
 after the first), ``:nographs`` (Unsloth's CUDA-graph decoding off), ``:compile`` (transformers' compiled
 static-cache decoding: for our rows the ``compile_generation`` option with a static cache, on any weights),
-``:unfolded`` (the LM head as Unsloth calls it, without ``models.fold_rows_into_one_matrix``),
+``:unfolded`` (the LM head as Unsloth calls it, without ``models.fold_rows_into_one_matrix``), ``:foldqkv``
+(an experiment: Unsloth's decode projections given inputs with canonical strides, and the input layouts they
+were handed written to ``strides-<label>.json``),
 ``:profile`` (the first ``generate`` call after warm-up runs under ``torch.profiler``: where a decode step's time
 goes, as tables next to ``--out``; the profiler slows that round, so a profiled point's timings are not figures).
 Every point uses the same prompts (built-in arithmetic), G, completion length, optimizer batch, LoRA rank and a
@@ -59,6 +61,7 @@ class Point:
     compile: bool = False
     profile: bool = False
     fold: bool = True
+    fold_projections: bool = False
 
     @classmethod
     def parse(cls, spec: str) -> Point:
@@ -69,6 +72,8 @@ class Point:
                 point.warmup_rounds = 0
             elif flag == "unfolded":
                 point.fold = False
+            elif flag == "foldqkv":
+                point.fold_projections = True
             elif flag in ("nographs", "compile", "profile"):
                 setattr(point, "graphs" if flag == "nographs" else flag, flag != "nographs")
             else:
@@ -218,6 +223,33 @@ def profiled(inner, path: Path, *args, **kwargs):
     path.write_text("\n".join(lines))
     print(lines[0], "->", path, flush=True)
     return result
+
+
+def fold_unsloth_projections(record: Path) -> None:
+    """Experiment for the decode step's q / k / v products (docs/benchmarks.md: batched GEMMs against weights
+    expanded per sequence): every Unsloth model module's ``fast_linear_forward`` gets its [B, 1, H] input with
+    canonical strides (a copy of B x H values when needed), and the (shape, strides) it was handed, per
+    projection size, are written to ``record``."""
+    import torch
+    import unsloth.models
+
+    seen: list[str] = []
+
+    def wrap(inner):
+        def fast_linear_forward(proj, X, temp_lora=None, out=None):
+            if X.dim() == 3 and X.stride(0) != X.stride(1) * X.shape[1]:  # torch.matmul's condition to fold
+                layout = f"{tuple(X.shape)} strides {X.stride()} into {getattr(proj, 'out_features', '?')} features"
+                if layout not in seen:
+                    seen.append(layout)
+                    record.write_text(json.dumps(seen, indent=1))
+                X = X.clone(memory_format=torch.contiguous_format)
+            return inner(proj, X, temp_lora=temp_lora, out=out)
+
+        return fast_linear_forward
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith(unsloth.models.__name__) and hasattr(module, "fast_linear_forward"):
+            module.fast_linear_forward = wrap(module.fast_linear_forward)
 
 
 def length_reward(completions, **kwargs):
@@ -462,6 +494,8 @@ def run_point(args, runner, point: Point) -> dict:
         torch.cuda.reset_peak_memory_stats()
     runner.probe.compile_decode = point.compile
     label = f"{args.label or args.row}-{point.generation_batch}"
+    if point.fold_projections:
+        fold_unsloth_projections(args.out.parent / f"strides-{label}.json")
     runner.probe.reset(point.warmup_rounds if point.profile else None, args.out.parent / f"profile-{label}.txt")
     trainer = runner.run(point, batch, warmup_steps + timed_rounds * per_round)
     return summarize(args, point, batch or args.batch, reason, trainer, runner.probe, warmup_steps)

@@ -2,7 +2,7 @@
 # One device call for issue 15 (rollout throughput) on the Llama-3.1-8B shape: every row of
 # docs/benchmarks.md's rollout table, spread over the machine's GPUs by bench/gpu_queue.py (one row per GPU
 # at a time, highest priority first, rows that no longer fit the budget skipped).
-#   bash bench/gpu_rollout.sh [BUDGET_S] [sweep|levers|compile|profile|fold]  (on the GPU host, with .whl and .device/tokenizer)
+#   bash bench/gpu_rollout.sh [BUDGET_S] [sweep|levers|compile|profile|fold|foldqkv]  (on the GPU host, with .whl and .device/tokenizer)
 # sweep: baselines, our backends at the automatic generation batch, the Unsloth sweep (first device call);
 # levers: steady state of Unsloth at 128, Unsloth bf16, compiled static-cache decoding, bnb with the dynamic
 # cache (second device call); compile: compiled decoding over 4 rounds of varying prompt lengths; profile: one
@@ -32,6 +32,12 @@ elif [ "${2:-sweep}" = fold ]; then
 cat > /tmp/jobs.tsv <<JOBS
 unsloth_folded${tab}300${tab}$bench --row unsloth --label unsloth_folded --points 128 --steps 8
 unsloth_unfolded${tab}300${tab}$bench --row unsloth --label unsloth_unfolded --points 128:unfolded --steps 8
+JOBS
+elif [ "${2:-sweep}" = foldqkv ]; then
+# Next: the decode projections given canonical strides too (bench_gpu.py :foldqkv), against today's default.
+cat > /tmp/jobs.tsv <<JOBS
+unsloth_default${tab}300${tab}$bench --row unsloth --label unsloth_default --points 128 --steps 16
+unsloth_foldqkv${tab}300${tab}$bench --row unsloth --label unsloth_foldqkv --points 128:foldqkv --steps 16
 JOBS
 elif [ "${2:-sweep}" = profile ]; then
 cat > /tmp/jobs.tsv <<JOBS
