@@ -50,7 +50,18 @@ from rewards import (
     score_completions,
     weighted_total,
 )
-from run_utils import check_trains_a_step, is_main_process, keep_previous, world_size
+from run_utils import (
+    NEW,
+    RunDirError,
+    check_trains_a_step,
+    close_run,
+    decide_run_dir,
+    is_main_process,
+    keep_previous,
+    open_run_dir,
+    run_dir_state,
+    world_size,
+)
 
 __all__ = ["GRPOConfig", "GRPOTrainer"]
 
@@ -122,6 +133,7 @@ class GRPOTrainer:
         self._reward_weights = reward_weights
         self.loaded: LoadedModel | None = None
         self.trl_trainer = None
+        self.run_dir: Path | None = None  # the folder this object's run owns (the CLI opens it before training)
 
     # ----------------------------------------------------------------------------------------------
     @property
@@ -237,6 +249,9 @@ class GRPOTrainer:
     ) -> dict[str, Any]:
         """Run GRPO on ``dataset`` (GRPO schema); returns a summary of steps and rewards."""
         dataset = as_grpo_dataset(dataset, "train", needs_length=False)
+        opened_here = self.run_dir is None
+        if opened_here:  # called from Python: the output folder is checked and claimed as the CLI does
+            self.run_dir = self._open_output_dir(resume_from_checkpoint)
         if self.loaded is None:
             self.load_model()
         resume = resolve_checkpoint(
@@ -276,11 +291,26 @@ class GRPOTrainer:
         # a stop asked for during the last step ends a complete run
         summary["interrupted"] = stop.requested and trainer.state.global_step < trainer.state.max_steps
         summary["resumed_from"] = resume
+        if opened_here:
+            close_run(self.run_dir, summary["interrupted"], summary["steps"])
         return summary
+
+    def _open_output_dir(self, resume_from_checkpoint: str | None) -> Path:
+        """``output_dir`` checked and claimed for this run: a finished or running run there is refused, not trained
+        over (found by a fault hunt: README's Python example overwrote a finished run's adapter and metrics)."""
+        config = self.config
+        if resume_from_checkpoint is not None:
+            config = dataclasses.replace(config, resume_from_checkpoint=resume_from_checkpoint)
+        return open_run_dir(decide_run_dir(config, explicit=True))
 
     def save_model(self, path: str | Path | None = None) -> Path:
         """Save the LoRA adapter and tokenizer (to ``output_dir`` by default)."""
         target = Path(path or self.config.output_dir)
+        if self.run_dir is None and path is None and run_dir_state(target) != NEW:
+            raise RunDirError(
+                f"save_model: {target} holds another run, which is kept as it is; train first (train() claims "
+                "output_dir), or save_model(path) to a folder of its own."
+            )
         if self.trl_trainer is not None:
             # The Trainer writes on the main process only and gathers ZeRO-3 shards first.
             self.trl_trainer.save_model(str(target))

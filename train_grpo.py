@@ -449,7 +449,7 @@ def main(
         check_trains_a_step(len(train_set) if hasattr(train_set, "__len__") else None, config, world_size())
 
     # Run directory and logging
-    run_dir = open_run_dir(plan)
+    run_dir = trainer.run_dir = open_run_dir(plan)
     setup_logging(run_dir)
     if is_main_process() and not eval_only:
         if plan.action == RESUME:

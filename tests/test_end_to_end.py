@@ -3,6 +3,7 @@ the adapter reloads for --eval-only, and the seed README's Python snippets run w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -117,6 +118,19 @@ def test_seed_python_snippets(tiny_model_dir, in_tmp_cwd, reward_config):
     trainer.save_model()
     assert summary["steps"] == 2
     assert Path("my_grpo_outputs/adapter_model.safetensors").is_file()
+    assert json.loads(Path("my_grpo_outputs/run_state.json").read_text())["state"] == "finished"
+
+    # The same lines again (another session, another setting): the finished run is kept, not trained over
+    # (fault hunt: its adapter and metrics were overwritten without a word).
+    from run_utils import RunDirError
+
+    adapter = Path("my_grpo_outputs/adapter_model.safetensors").read_bytes()
+    again = GRPOTrainer(dataclasses.replace(config, learning_rate=0.5))
+    with pytest.raises(RunDirError, match="holds a finished run"):
+        again.train(dataset)
+    with pytest.raises(RunDirError, match="holds another run"):
+        again.save_model()
+    assert Path("my_grpo_outputs/adapter_model.safetensors").read_bytes() == adapter
 
 
 def test_streaming_custom_data_trains(tiny_model_dir, in_tmp_cwd, reward_config):
