@@ -282,7 +282,10 @@ def _decide(config: GRPOConfig, explicit: bool, evaluating: bool) -> RunPlan:
         raise RunDirError("output_dir is empty; give the run a folder of its own, e.g. --output-dir grpo_outputs/run1.")
     path = Path(config.output_dir)
     if evaluating:
-        return RunPlan(path, EVALUATE, found=run_dir_state(path))
+        state = run_dir_state(path)
+        if state == RUNNING:  # its log and eval_results would mix with the run's (fault hunt)
+            raise RunDirError(_in_use(path))
+        return RunPlan(path, EVALUATE, found=state)
     _refuse_a_folder_that_is_not_the_runs(path, config)
     resume = config.resume_from_checkpoint
     if resume and resume != "latest" and not explicit:

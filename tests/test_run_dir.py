@@ -205,6 +205,9 @@ def test_a_running_run_is_left_alone_even_with_overwrite(tmp_path, live_pid):
     for case in (config(run), config(run, overwrite=True), config(run, "latest")):
         with pytest.raises(RunDirError, match=f"in use by a run in progress \\(process {live_pid}\\)"):
             decide_run_dir(case, explicit=True)
+    # --eval-only too: its log lines and eval_results.json went into the live run (fault hunt)
+    with pytest.raises(RunDirError, match="in use by a run in progress"):
+        decide_run_dir(config(run), explicit=True, evaluating=True)
     assert snapshot(run) == before
 
 
