@@ -87,6 +87,28 @@ class MetricsLogger(TrainerCallback):
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / METRICS_FILE
 
+    def continue_from(self, step: int) -> None:
+        """A run resumed at checkpoint ``step``: the entries logged after it (by the run killed after that checkpoint)
+        and a line the kill cut short are dropped, so the file holds one trajectory (fault hunt: a kill -9 and a
+        resume logged steps 1, 2, 3, 3, 4, and a cut line made the file unplottable)."""
+        if not self.path.is_file():
+            return
+        kept, dropped = [], 0
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = None
+            if isinstance(entry, dict) and isinstance(entry.get("step"), int) and entry["step"] <= step:
+                kept.append(line + "\n")
+            else:
+                dropped += 1
+        if dropped:
+            temporary = self.path.with_name(f".{self.path.name}.tmp")
+            temporary.write_text("".join(kept), encoding="utf-8")
+            os.replace(temporary, self.path)
+            logger.info("%s: %d entries after step %d (or cut short) dropped for the resume", self.path, dropped, step)
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return

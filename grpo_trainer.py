@@ -259,9 +259,12 @@ class GRPOTrainer:
         )
         check_trains_a_step(len(dataset) if hasattr(dataset, "__len__") else None, self.config, world_size())
         stop = GracefulStop()
-        own_callbacks = [MetricsLogger(Path(self.config.output_dir)), stop]
+        metrics = MetricsLogger(Path(self.config.output_dir))
+        own_callbacks = [metrics, stop]
         if resume:
             check_adapter_matches(resume, self.model)
+            if is_main_process() and Path(resume).resolve().parent == Path(self.config.output_dir).resolve():
+                metrics.continue_from(read_trainer_state(resume)["global_step"])
             own_callbacks.append(ResumeCheck(resume))
             logger.info("resuming from %s (step %d)", resume, read_trainer_state(resume)["global_step"])
         trainer = self.build_trl_trainer(dataset, eval_dataset, [*own_callbacks, *(callbacks or [])])

@@ -126,6 +126,8 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tiny_model_dir, tmp_path
     assert "resuming from " in (crashed / "grpo_training.log").read_text()  # the log names the checkpoint
     assert json.loads((crashed / "run_state.json").read_text())["state"] == "finished"
     assert not (crashed / ".checkpoint-staging").exists()
+    logged = [[json.loads(line)["step"] for line in (d / "metrics.jsonl").open()] for d in (straight, crashed)]
+    assert logged[0] == logged[1]  # one trajectory: what the killed run logged after its checkpoint is dropped
     final = [json.loads((d / "checkpoint-4" / "trainer_state.json").read_text()) for d in (straight, crashed)]
     assert final[0]["global_step"] == final[1]["global_step"] == 4
     assert steps_seen(straight_seen) == steps_seen(tmp_path / "seen.jsonl")  # same data, same order
@@ -286,3 +288,14 @@ def test_a_resume_with_other_data_rewards_or_learning_rate_says_so(tmp_path, cap
     with caplog.at_level(logging.WARNING):
         warn_about_changed_settings(saved, build_config(overrides={**before, "dataset_name": "data.jsonl"}))
     assert "differ" not in caplog.text
+
+
+def test_a_resume_drops_the_metrics_logged_after_its_checkpoint(tmp_path):
+    """Found by a fault hunt: kill -9 after step 3, resume from checkpoint-2: metrics.jsonl held steps 1, 2, 3, 3, 4;
+    and a line cut by the kill had the next entry glued onto it."""
+    from callbacks import MetricsLogger
+
+    lines = [json.dumps({"step": step, "reward": 0.1 * step}) for step in (1, 2, 3)] + ['{"step": 4, "rew']
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines))
+    MetricsLogger(tmp_path).continue_from(2)
+    assert (tmp_path / "metrics.jsonl").read_text().splitlines() == lines[:2]
