@@ -186,7 +186,7 @@ def check_adapter_matches(checkpoint: str | Path, model) -> None:
         return
     saved = json.loads(adapter_config.read_text(encoding="utf-8"))
     saved_base = saved.get("base_model_name_or_path")
-    if saved_base and saved_base != peft_config.base_model_name_or_path:
+    if saved_base and not _same_model(saved_base, peft_config.base_model_name_or_path):
         raise ModelError(
             f"checkpoint {checkpoint} was trained on {saved_base}, but this run loads "
             f"{peft_config.base_model_name_or_path}; resume with the same --model, or start a new --output-dir."
@@ -198,6 +198,15 @@ def check_adapter_matches(checkpoint: str | Path, model) -> None:
                 f"checkpoint {checkpoint} has a LoRA adapter with {key}={theirs}, but this run uses {ours}; "
                 f"resume with {setting} {theirs}, or start a new run in another --output-dir."
             )
+
+
+def _same_model(saved: str, loaded: str) -> bool:
+    """The same hub id, or the same local folder however written (a run trained with --model ../model resumed with
+    its absolute path was refused: fault hunt)."""
+    if saved == loaded:
+        return True
+    paths = [Path(name).expanduser() for name in (saved, loaded)]
+    return all(path.is_dir() for path in paths) and paths[0].resolve() == paths[1].resolve()
 
 
 def _comparable(value):

@@ -108,7 +108,7 @@ def resolve_model_path(model_name: str) -> str:
     local = Path(resolved).expanduser()
     if local.is_dir():
         check_model_folder(local)
-        return str(local)
+        return str(local.resolve())  # what PEFT records as the adapter's base: the same folder from any directory
     if local.is_file():
         what = "a GGUF file (only the embedded model's is converted for you)" if local.suffix == ".gguf" else "a file"
         raise ModelError(

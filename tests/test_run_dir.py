@@ -402,6 +402,21 @@ def test_adapter_settings_must_match_on_resume(tmp_path):
     check_adapter_matches(checkpoint, model)
 
 
+def test_the_same_model_folder_written_another_way_resumes(tmp_path, monkeypatch):
+    """Found by a fault hunt: trained with --model ../model, resumed with its absolute path: refused."""
+    (tmp_path / "model").mkdir()
+    work = tmp_path / "work"
+    checkpoint = make_checkpoint(work / "run", 2, rank=4)
+    adapter = json.loads((checkpoint / "adapter_config.json").read_text())
+    (checkpoint / "adapter_config.json").write_text(json.dumps({**adapter, "base_model_name_or_path": "../model"}))
+    monkeypatch.chdir(work)
+    peft = SimpleNamespace(base_model_name_or_path=str(tmp_path / "model"), r=4, lora_alpha=None, target_modules=None)
+    check_adapter_matches(checkpoint, SimpleNamespace(peft_config={"default": peft}))
+    peft.base_model_name_or_path = str(work)  # another folder that exists
+    with pytest.raises(ModelError, match="was trained on ../model"):
+        check_adapter_matches(checkpoint, SimpleNamespace(peft_config={"default": peft}))
+
+
 def test_resume_past_the_end_of_the_schedule(tmp_path, caplog):
     args = SimpleNamespace(lr_scheduler_type="linear")
     ended = ResumeCheck(str(make_checkpoint(tmp_path / "a", 8, max_steps=8)))
