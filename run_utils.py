@@ -19,7 +19,7 @@ from pathlib import Path
 
 from checkpoints import CheckpointError, clear_staging, complete_checkpoints, read_trainer_state, resolve_checkpoint
 from config import ConfigError, GRPOConfig
-from config_base import world_size
+from config_base import read_adapter_config, world_size
 
 logger = logging.getLogger(__name__)
 
@@ -292,7 +292,9 @@ def _decide(config: GRPOConfig, explicit: bool, evaluating: bool) -> RunPlan:
         path = Path(resume).parent  # without --output-dir, a checkpoint continues the run it belongs to
     state = run_dir_state(path)
     if resume:
-        return _plan_resume(path, state, resume, config.overwrite_output_dir)
+        return _plan_resume(
+            path, state, resume, config.overwrite_output_dir, getattr(config, "ADAPTER_TASK", CAUSAL_LM)
+        )
     if state == NEW:
         return RunPlan(path, START)
     if state == RUNNING:
@@ -329,7 +331,14 @@ def _refuse_a_folder_that_is_not_the_runs(path: Path, config: GRPOConfig) -> Non
             )
 
 
-def _plan_resume(path: Path, state: str, resume: str, overwrite: bool) -> RunPlan:
+CAUSAL_LM = "CAUSAL_LM"
+ADAPTER_TASKS = {
+    CAUSAL_LM: ("a GRPO policy's", "train_grpo.py"),
+    "SEQ_CLS": ("a reward model's", "train_reward_model.py"),
+}
+
+
+def _plan_resume(path: Path, state: str, resume: str, overwrite: bool, task: str) -> RunPlan:
     if state == RUNNING:
         raise RunDirError(_in_use(path))
     if resume == "latest" and state == NEW:
@@ -338,6 +347,13 @@ def _plan_resume(path: Path, state: str, resume: str, overwrite: bool) -> RunPla
             f"--resume-from-checkpoint, or name the run's folder with --output-dir."
         )
     checkpoint = resolve_checkpoint(resume, path)
+    theirs = read_adapter_config(checkpoint).get("task_type")
+    if theirs in ADAPTER_TASKS and theirs != task:  # it failed mid-load, after rewriting the other run's files
+        what, script = ADAPTER_TASKS[theirs]
+        raise RunDirError(
+            f"--resume-from-checkpoint {resume}: {checkpoint} is {what} checkpoint; continue that run with {script}, "
+            f"or give this script a run of its own (another --output-dir)."
+        )
     owner = Path(checkpoint).resolve().parent
     if owner != path.resolve():
         if state != NEW:

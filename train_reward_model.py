@@ -39,6 +39,8 @@ RUN_CONFIG_FILE = "run_config.json"
 class RewardModelConfig(RewardConfig):
     """``trl.RewardConfig`` plus the model, LoRA and data settings of this project (names as in GRPOConfig)."""
 
+    ADAPTER_TASK = "SEQ_CLS"  # the PEFT task of its adapters (a class constant, not a setting)
+
     model_name: str = field(default="llama-3.1-8b", metadata={"help": "Short name, hub id or local folder."})
     load_in_4bit: bool = field(default=True, metadata={"help": "4-bit (bitsandbytes) base weights on CUDA."})
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank r."})
@@ -174,7 +176,9 @@ def load_classifier(config: RewardModelConfig):
     model.config.pad_token_id = tokenizer.pad_token_id
     if "quantization_config" in kwargs:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
-    peft_config = LoraConfig(task_type="SEQ_CLS", bias="none", modules_to_save=["score"], **_lora_kwargs(config))
+    peft_config = LoraConfig(
+        task_type=RewardModelConfig.ADAPTER_TASK, bias="none", modules_to_save=["score"], **_lora_kwargs(config)
+    )
     return model, tokenizer, peft_config
 
 

@@ -554,3 +554,28 @@ def test_a_library_basic_config_handler_does_not_print_every_line_twice(tmp_path
         logging.getLogger().removeHandler(stray)
     terminal = capsys.readouterr().err
     assert terminal.count("data: 3 training prompts") == 1 and "[train_grpo|INFO]" not in terminal
+
+
+@pytest.mark.parametrize(
+    ("saved_task", "resuming_with", "expected"),
+    [
+        ("SEQ_CLS", None, "is a reward model's checkpoint; continue that run with train_reward_model.py"),
+        ("CAUSAL_LM", "SEQ_CLS", "is a GRPO policy's checkpoint; continue that run with train_grpo.py"),
+    ],
+)
+def test_a_checkpoint_of_the_other_script_is_refused_before_anything_is_written(
+    tmp_path, saved_task, resuming_with, expected
+):
+    """Found by a fault hunt: GRPO resumed a reward model's checkpoint (and the reverse), rewrote that run's
+    run_config.json, then failed mid-load with a traceback."""
+    run = make_run(tmp_path / "run", INTERRUPTED)
+    for checkpoint in run.glob("checkpoint-*"):
+        adapter = json.loads((checkpoint / "adapter_config.json").read_text())
+        (checkpoint / "adapter_config.json").write_text(json.dumps({**adapter, "task_type": saved_task}))
+    before = snapshot(run)
+    settings = config(run, "latest")
+    if resuming_with:
+        settings.ADAPTER_TASK = resuming_with
+    with pytest.raises(RunDirError, match=expected):
+        decide_run_dir(settings, explicit=True)
+    assert snapshot(run) == before
