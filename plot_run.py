@@ -30,13 +30,40 @@ PANELS = [
 
 
 def read_history(run_dir: Path) -> list[dict]:
+    """The logged entries: ``metrics.jsonl``, else the newest checkpoint's ``log_history``."""
     metrics = run_dir / "metrics.jsonl"
     if metrics.is_file():
-        return [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    states = sorted(run_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[-1]))
+        return read_metrics(metrics)
+    states = [p for p in run_dir.glob("checkpoint-*/trainer_state.json") if p.parent.name.split("-")[-1].isdigit()]
     if not states:
         raise FileNotFoundError(f"{run_dir}: no metrics.jsonl and no checkpoint-*/trainer_state.json to plot")
-    return json.loads(states[-1].read_text())["log_history"]
+    newest = max(states, key=lambda p: int(p.parent.name.split("-")[-1]))
+    try:
+        history = json.loads(newest.read_text(encoding="utf-8")).get("log_history")
+    except (ValueError, AttributeError):
+        history = None
+    if not isinstance(history, list):
+        raise ValueError(f"{newest}: not a trainer state with a log_history list")
+    return [entry for entry in history if isinstance(entry, dict) and isinstance(entry.get("step"), int)]
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """``metrics.jsonl``'s entries; a last line cut short (a run killed while writing it) is left out, any other line
+    that is not an entry with its step is an error naming the line."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if isinstance(entry, dict) and isinstance(entry.get("step"), int):
+            entries.append(entry)
+        elif number < len(lines):
+            raise ValueError(f'{path}:{number}: not a metrics entry (a JSON object with its "step"): {line[:80]}')
+    return entries
 
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
@@ -74,6 +101,8 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     fig.suptitle(f"GRPO run: {run_dir.name}")
     fig.tight_layout()
     out = Path(out) if out else run_dir / PLOT_FILE
+    if out.is_dir():  # matplotlib would write <out>.png beside it and this would name the folder
+        out = out / PLOT_FILE
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
@@ -86,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         print(plot_run(args.run_dir, args.out))
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:  # a missing, unreadable or unwritable file, bad content
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
     return 0
