@@ -633,6 +633,17 @@ def environment_problem(err: OSError | RuntimeError) -> str | None:
     return f"cannot write{where}: {advice}. Any checkpoint already saved resumes with --resume-from-checkpoint latest."
 
 
+def report_failure(err: BaseException) -> int:
+    """The exit status of a run stopped by ``err``, which is not the user's input: 2 with one line for the machine's
+    problems (read-only, full disk, permissions), 1 with the traceback in the log for anything else (a bug)."""
+    problem = environment_problem(err) if isinstance(err, (OSError, RuntimeError)) else None
+    if problem is None:
+        report_crash(err)
+        return 1
+    logger.error("%s", problem)
+    return 2
+
+
 def report_crash(err: BaseException) -> None:
     """An unexpected error: its traceback goes to the log files only, the terminal gets one line pointing there."""
     logs = log_file_paths()

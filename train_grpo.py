@@ -578,14 +578,7 @@ def print_eval_summary(results: dict[str, Any], adapter: Path | None) -> None:
 def cli(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import_unsloth_first(requested_backend(args))  # before anything imports transformers, TRL or PEFT
-    from run_utils import (
-        decide_run_dir,
-        environment_problem,
-        local_rank,
-        report_crash,
-        restore_stdout,
-        setup_logging,
-    )
+    from run_utils import decide_run_dir, local_rank, report_failure, restore_stdout, setup_logging
 
     setup_logging(None)  # errors before the run directory exists still reach ./grpo_training.log
     # A run that seems stuck (a collective waiting on another process, a slow save): `kill -USR1 PID` prints
@@ -611,16 +604,8 @@ def cli(argv: list[str] | None = None) -> int:
     except user_errors() as err:
         logger.error("%s", err)
         return 2
-    except (OSError, RuntimeError) as err:
-        problem = environment_problem(err)
-        if problem is None:
-            report_crash(err)
-            return 1
-        logger.error("%s", problem)
-        return 2
-    except Exception as err:  # noqa: BLE001 - any other error is a bug: traceback to the log, one line here
-        report_crash(err)
-        return 1
+    except Exception as err:  # noqa: BLE001 - the machine's problem (one line) or a bug (traceback to the log)
+        return report_failure(err)
     finally:
         restore_stdout()
     return 130 if result.get("interrupted") else 0

@@ -28,7 +28,7 @@ from typing import Any
 
 from trl import RewardConfig
 
-from config import DEFAULT_LORA_TARGETS, EMBEDDED_MODEL, ConfigError, read_json_object
+from config import DEFAULT_LORA_TARGETS, EMBEDDED_MODEL, VALID_KEYS, ConfigError, check_value, read_json_object
 
 logger = logging.getLogger("train_reward_model")
 
@@ -95,6 +95,11 @@ def build_reward_model_config(
             f"{source}: unknown key(s) {', '.join(unknown)}. Valid keys are this project's ({', '.join(OWN_KEYS)}) "
             "or any trl.RewardConfig field (learning_rate, max_steps, max_length, per_device_train_batch_size, ...)."
         )
+    for key in sorted(set(values) & VALID_KEYS):  # the settings GRPO shares are checked as GRPO checks them
+        try:
+            check_value(key, values[key])
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
     try:
         return RewardModelConfig(**values)
     except (ValueError, TypeError) as err:
@@ -404,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cli(argv: list[str] | None = None) -> int:
     """Parse flags, run ``main``; bad input is one ERROR line and exit status 2."""
-    from run_utils import restore_stdout, setup_logging
+    from run_utils import report_failure, restore_stdout, setup_logging
     from train_grpo import user_errors
 
     args = build_parser().parse_args(argv)
@@ -419,6 +424,8 @@ def cli(argv: list[str] | None = None) -> int:
     except user_errors() as err:
         logger.error("%s", err)
         return 2
+    except Exception as err:  # noqa: BLE001 - the machine's problem (one line) or a bug (traceback to the log)
+        return report_failure(err)
     finally:
         restore_stdout()
     return 130 if summary["interrupted"] else 0

@@ -279,6 +279,13 @@ def error_lines(cwd: Path) -> list[str]:
         ("missing model folder", ["--model", "./no-such-model"], ["does not exist"]),
         # found by a fault hunt: TRL dropped every pair and the sampler raised a traceback
         ("every pair too long", ["--max-length", "3"], ["fits max_length 3", "--max-length"]),
+        # found by a fault hunt: tracebacks (exit 1), and a "finished" reward model of 0 steps
+        ("batch size 0", ["--batch-size", "0"], ["per_device_train_batch_size=0 must be a positive"]),
+        ("negative learning rate", ["--learning-rate", "-1"], ["learning_rate=-1.0 must be a positive"]),
+        ("unknown tracker", ["--report-to", "bogus"], ["report_to bogus: not a tracker"]),
+        ("accumulation 0", ["--gradient-accumulation-steps", "0"], ["gradient_accumulation_steps=0"]),
+        ("no epochs", ["--epochs", "0", "--max-steps", "-1"], ["num_train_epochs=0.0 must be a positive"]),
+        ("output folder under a file", ["--output-dir", "{qa}/out"], ["a part of the path is a file"]),
     ],
 )
 def test_cli_bad_input_is_one_error_line_and_exit_2(case, args, words, in_tmp_cwd, tiny_model_dir):
