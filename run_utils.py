@@ -238,6 +238,11 @@ def run_dir_state(run_dir: Path) -> str:
     """The state of ``run_dir`` (see the table above)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"output directory {run_dir} is a file; choose another --output-dir.")
+    if run_dir.is_symlink() and not run_dir.exists():  # mkdir failed on it after the model had loaded (fault hunt)
+        raise RunDirError(
+            f"output directory {run_dir} is a link to {os.readlink(run_dir)}, which does not exist; create that "
+            "folder or choose another --output-dir."
+        )
     if not run_dir.is_dir() or not any(run_dir.iterdir()):
         return NEW
     marker = read_run_state(run_dir)

@@ -553,6 +553,14 @@ LIFECYCLE_CASES = [
         setup=lambda t: make_run(t / "out", "finished", steps=(4, 8)),
     ),
     Case("run-output-dir-is-file", [*DATA, *OUT], 2, ["{tmp}/out", "is a file"], {"data.jsonl": GOOD, "out": "x"}),
+    Case(  # was "unexpected error FileExistsError", exit 1, after the model loaded (fault hunt)
+        "run-output-dir-dangling-link",
+        [*DATA, *OUT],
+        2,
+        ["{tmp}/out", "is a link to", "does not exist"],
+        {"data.jsonl": GOOD},
+        setup=lambda t: (t / "out").symlink_to(t / "gone"),
+    ),
     Case(
         "run-zero-steps",
         [*TINY, *DATA, *OUT, "--batch-size", "16", "--max-samples", "3"],
