@@ -134,6 +134,7 @@ class GRPOTrainer:
         self.loaded: LoadedModel | None = None
         self.trl_trainer = None
         self.run_dir: Path | None = None  # the folder this object's run owns (the CLI opens it before training)
+        self.adapter_dir: str | Path | None = None  # the adapter load_model put on the base model, if any
 
     # ----------------------------------------------------------------------------------------------
     @property
@@ -176,6 +177,7 @@ class GRPOTrainer:
         """Load the base model with a LoRA adapter (fresh, or the one saved in ``adapter_dir``)."""
         import_unsloth_first(self.config.backend)
         self.loaded = load_model(self.config)
+        self.adapter_dir = adapter_dir
         if adapter_dir is not None:
             load_adapter(self.loaded, adapter_dir)
         trainable = sum(p.numel() for p in self.loaded.model.parameters() if p.requires_grad)
@@ -382,6 +384,9 @@ class GRPOTrainer:
         scores = score_completions(self.reward_functions, completions, {"prompts": prompts, **columns})
         total = weighted_total(scores, self.reward_weights)  # as TRL sums: scores that are None are left out
         results = {
+            # what was scored: eval_results.json in a run folder did not say whether it was the run's adapter
+            "model": self.config.model_name,
+            "adapter": str(self.adapter_dir) if self.adapter_dir is not None else None,
             "num_prompts": len(prompts),
             "greedy": not do_sample,
             "rewards": {name: describe(values) for name, values in {**scores, "reward": total}.items()},

@@ -290,7 +290,8 @@ def _decide(config: GRPOConfig, explicit: bool, evaluating: bool) -> RunPlan:
         state = run_dir_state(path)
         if state == RUNNING:  # its log and eval_results would mix with the run's (fault hunt)
             raise RunDirError(_in_use(path))
-        return RunPlan(path, EVALUATE, found=state)
+        resume = config.resume_from_checkpoint  # the checkpoint to score, if one is named
+        return RunPlan(path, EVALUATE, resolve_checkpoint(resume, path) if resume else None, found=state)
     _refuse_a_folder_that_is_not_the_runs(path, config)
     resume = config.resume_from_checkpoint
     if resume and resume != "latest" and not explicit:

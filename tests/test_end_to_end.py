@@ -63,6 +63,14 @@ def test_cli_trains_and_writes_everything(tiny_model_dir, in_tmp_cwd, reward_con
     assert set(results["rewards"]) == {"accuracy_reward", "length_reward", "reward"}
     assert "loaded adapter weights" in (out / "grpo_training.log").read_text()
     assert "evaluating the base model" not in (out / "grpo_training.log").read_text()
+    assert (results["model"], results["adapter"]) == (str(tiny_model_dir), str(out))  # what was scored
+    # --init-adapter / --resume-from-checkpoint name the adapter to score (both were ignored: fault hunt)
+    for flag, adapter in (("--init-adapter", out), ("--resume-from-checkpoint", out / "checkpoint-3")):
+        scored = in_tmp_cwd / f"eval{flag}"
+        assert (
+            train_grpo.cli(tiny_run_args(tiny_model_dir, scored, reward_config, "--eval-only", flag, str(adapter))) == 0
+        )
+        assert json.loads((scored / "eval_results.json").read_text())["adapter"] == str(adapter)
     # a mistyped run folder evaluates the base model, and says so (found by a fault hunt: only the summary did)
     typo = in_tmp_cwd / "runn"
     assert train_grpo.cli(tiny_run_args(tiny_model_dir, typo, reward_config, "--eval-only")) == 0
