@@ -614,7 +614,7 @@ ENVIRONMENT_ERRNOS = {
     errno.EROFS: "the file system is read-only; choose a writable --output-dir",
     errno.ENOSPC: "the disk is full; free some space or choose another --output-dir",
     errno.EDQUOT: "the disk quota is used up; free some space or choose another --output-dir",
-    errno.EACCES: "permission denied; choose a folder you can write to with --output-dir, or fix the permissions",
+    errno.EACCES: "permission denied; fix the permissions, or choose a folder you can write to with --output-dir",
     errno.EPERM: "operation not permitted; choose a folder you can write to with --output-dir",
     errno.ENOTDIR: "a part of the path is a file, not a folder; choose another --output-dir",
     errno.ENAMETOOLONG: "the path is too long; choose a shorter --output-dir",
@@ -636,7 +636,9 @@ def environment_problem(err: OSError | RuntimeError) -> str | None:
         where = f" {err.filename}" if err.filename else ""
     if advice is None:
         return None
-    return f"cannot write{where}: {advice}. Any checkpoint already saved resumes with --resume-from-checkpoint latest."
+    # permissions fail reads too (a model file the user may not read was reported as "cannot write": fault hunt)
+    verb = "access" if getattr(err, "errno", None) in (errno.EACCES, errno.EPERM) else "write"
+    return f"cannot {verb}{where}: {advice}. Any checkpoint already saved resumes with --resume-from-checkpoint latest."
 
 
 def report_failure(err: BaseException) -> int:
