@@ -20,7 +20,7 @@ from transformers.trainer_callback import ProgressCallback
 
 from checkpoints import gather_adapter_only, install_atomic_checkpoints, read_trainer_state
 from rewards import cancel_pending_rewards
-from run_utils import FILE_ONLY, RunDirError
+from run_utils import FILE_ONLY, RUNNING, RunDirError, mark_run, read_run_state
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +115,8 @@ class MetricsLogger(TrainerCallback):
         entry = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}}
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
+        if read_run_state(self.path.parent):  # the heartbeat a run on another host is judged by (run_utils)
+            mark_run(self.path.parent, RUNNING)
         logger.info("metrics %s", json.dumps(entry), extra={FILE_ONLY: True})
         summary = summary_line(entry)
         if summary:

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import logging
 import logging.handlers
+import math
 import os
 import shutil
 import socket
@@ -255,11 +256,21 @@ def run_dir_state(run_dir: Path) -> str:
     return marker.get("state") if marker.get("state") in (INTERRUPTED, FINISHED) else FOREIGN
 
 
+HEARTBEAT_STALE_S = 1800  # a run on another host that has not logged for this long is taken as stopped
+
+
 def _process_alive(marker: dict) -> bool:
     """Whether the process that wrote a 'running' marker still runs (this process's own marker is stale:
-    a run started from Python that failed)."""
+    a run started from Python that failed).
+
+    Another host's run cannot be asked: it counts as alive while its marker was updated (every logged step)
+    within ``HEARTBEAT_STALE_S`` (a fault hunt: shared storage let --overwrite move a live run's folder aside).  On
+    this host, a pid that now belongs to another process (a restart recycled it) is not the run's (it locked the
+    folder for good): the process start time recorded in the marker must match."""
     pid = marker.get("pid")
-    if marker.get("host") != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
+    if marker.get("host") != socket.gethostname():
+        return _seconds_since(marker.get("updated")) < HEARTBEAT_STALE_S
+    if not isinstance(pid, int) or pid == os.getpid():
         return False
     try:
         os.kill(pid, 0)
@@ -267,7 +278,25 @@ def _process_alive(marker: dict) -> bool:
         return False
     except PermissionError:
         return True  # alive, owned by another user
-    return True
+    recorded, now = marker.get("started"), process_start(pid)
+    return recorded is None or now is None or recorded == now
+
+
+def _seconds_since(stamp) -> float:
+    """Seconds since a marker's ``updated`` time (local time, as mark_run writes it); infinite if unreadable."""
+    try:
+        return time.time() - time.mktime(time.strptime(str(stamp), "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return math.inf
+
+
+def process_start(pid: int) -> int | None:
+    """When ``pid`` started (Linux: clock ticks after boot, field 22 of /proc/PID/stat), None where unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def decide_run_dir(
@@ -385,8 +414,13 @@ def next_free_dir(path: Path) -> Path:
 
 def _in_use(path: Path) -> str:
     marker = read_run_state(path) or {}
+    where = (
+        ""
+        if marker.get("host") == socket.gethostname()
+        else f" on {marker.get('host')}, last heard from {marker.get('updated')}"
+    )
     return (
-        f"output directory {path} is in use by a run in progress (process {marker.get('pid')}); wait for it, "
+        f"output directory {path} is in use by a run in progress (process {marker.get('pid')}{where}); wait for it, "
         f"stop it (Ctrl-C saves a checkpoint), or choose another --output-dir."
     )
 
@@ -480,7 +514,7 @@ def _claim(run_dir: Path) -> None:
     """Take a new run's folder atomically: its marker is created only if absent (a hard link fails on an existing
     name), so of two runs started into one folder within the same model-loading time only the first trains there."""
     temporary = run_dir / f".{RUN_STATE_FILE}.{os.getpid()}.claim"
-    temporary.write_text(json.dumps({"state": RUNNING, "pid": os.getpid(), "host": socket.gethostname()}) + "\n")
+    temporary.write_text(json.dumps({"state": RUNNING, **_this_process()}) + "\n")
     try:
         os.link(temporary, run_dir / RUN_STATE_FILE)
     except FileExistsError:
@@ -507,14 +541,22 @@ def mark_run(run_dir: Path, state: str, **details) -> None:
     marker = {
         **(read_run_state(run_dir) or {}),
         "state": state,
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **_this_process(),
         **details,
     }
     temporary = run_dir / f".{RUN_STATE_FILE}.tmp"
     temporary.write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     os.replace(temporary, run_dir / RUN_STATE_FILE)
+
+
+def _this_process() -> dict:
+    """Who writes the marker, and when: what ``_process_alive`` reads back."""
+    return {
+        "pid": os.getpid(),
+        "started": process_start(os.getpid()),
+        "host": socket.gethostname(),
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
 
 
 def close_run(run_dir: Path, interrupted: bool, steps: int) -> None:

@@ -580,3 +580,33 @@ def test_a_checkpoint_of_the_other_script_is_refused_before_anything_is_written(
     with pytest.raises(RunDirError, match=expected):
         decide_run_dir(settings, explicit=True)
     assert snapshot(run) == before
+
+
+def test_a_run_on_another_host_counts_as_alive_while_it_logs(tmp_path):
+    """Found by a fault hunt: on shared storage another host's marker was taken as dead, so --overwrite moved a live
+    run's folder aside (its process kept writing into it by path)."""
+    import time
+
+    def remote(updated: float) -> Path:
+        run = make_run(tmp_path / f"remote-{int(updated)}", RUNNING, pid=12345)
+        marker = json.loads((run / RUN_STATE_FILE).read_text())
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(updated))
+        (run / RUN_STATE_FILE).write_text(json.dumps({**marker, "host": "node2", "updated": stamp}))
+        return run
+
+    live, gone = remote(time.time() - 60), remote(time.time() - 7200)
+    assert (run_dir_state(live), run_dir_state(gone)) == (RUNNING, INTERRUPTED)
+    with pytest.raises(RunDirError, match="process 12345 on node2, last heard from"):
+        decide_run_dir(config(live, overwrite=True), explicit=True)
+
+
+def test_a_recycled_pid_is_not_the_run(tmp_path, live_pid):
+    """Found by a fault hunt: a marker whose pid now names another process (after a restart) locked the folder."""
+    from run_utils import process_start
+
+    run = make_run(tmp_path / "run", RUNNING, pid=live_pid)
+    marker = json.loads((run / RUN_STATE_FILE).read_text())
+    (run / RUN_STATE_FILE).write_text(json.dumps({**marker, "started": process_start(live_pid)}))
+    assert run_dir_state(run) == RUNNING
+    (run / RUN_STATE_FILE).write_text(json.dumps({**marker, "started": process_start(live_pid) - 1}))
+    assert run_dir_state(run) == INTERRUPTED
