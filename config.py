@@ -40,6 +40,7 @@ from config_base import (
     PRESET_FILES,
     PROJECT_DEFAULTS,
     REWARD_FUNCTION_TYPES,
+    REWARD_MODEL_TASK,
     REWARD_NAMES,
     REWARD_WEIGHT_PRESETS,
     ConfigError,
@@ -254,6 +255,11 @@ class GRPOConfig(trl.GRPOConfig):
             raise ConfigError(
                 f"init_adapter={self.init_adapter}: no adapter_model.safetensors there; give a finished run's folder "
                 "or one of its checkpoint-N folders."
+            )
+        if self.init_adapter and read_adapter_config(self.init_adapter).get("task_type") == REWARD_MODEL_TASK:
+            raise ConfigError(  # was "does not fit ... use the same --model and --lora-rank", which were the same
+                f"init_adapter={self.init_adapter} is a reward model (train_reward_model.py), not a policy: use it as "
+                f"a reward with --reward-model {self.init_adapter}, or give a GRPO run's folder."
             )
         if self.streaming and self.max_steps <= 0:
             raise ConfigError("streaming=True reads a dataset of unknown length; give max_steps (--max-steps N).")

@@ -163,6 +163,12 @@ def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
     return data
 
 
+CAUSAL_LM, REWARD_MODEL_TASK = (
+    "CAUSAL_LM",
+    "SEQ_CLS",
+)  # PEFT task types of a GRPO policy's and a reward model's adapters
+
+
 def read_adapter_config(folder: str | Path) -> dict[str, Any]:
     """A LoRA folder's ``adapter_config.json`` (base model, rank); {} when it is missing, unreadable or not a JSON
     object: its readers only name what it says, and fall back where it says nothing."""

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from checkpoints import CheckpointError, clear_staging, complete_checkpoints, read_trainer_state, resolve_checkpoint
 from config import ConfigError, GRPOConfig
-from config_base import read_adapter_config, world_size
+from config_base import CAUSAL_LM, REWARD_MODEL_TASK, read_adapter_config, world_size
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +213,11 @@ RUN_STATE_FILE = "run_state.json"
 NEW, RUNNING, INTERRUPTED, FINISHED, FOREIGN = "new", "running", "interrupted", "finished", "foreign"
 START, REPLACE, RESUME, EVALUATE = "start", "replace", "resume", "evaluate"
 FINAL_ADAPTER = "adapter_model.safetensors"
+# The PEFT task of each script's adapters: a run folder or checkpoint of the other script is refused by name.
+ADAPTER_TASKS = {
+    CAUSAL_LM: ("a GRPO policy's", "train_grpo.py"),
+    REWARD_MODEL_TASK: ("a reward model's", "train_reward_model.py"),
+}
 
 
 @dataclass(frozen=True)
@@ -319,9 +324,20 @@ def _decide(config: GRPOConfig, explicit: bool, evaluating: bool) -> RunPlan:
         state = run_dir_state(path)
         if state == RUNNING:  # its log and eval_results would mix with the run's (fault hunt)
             raise RunDirError(_in_use(path))
+        if read_adapter_config(path).get("task_type") == REWARD_MODEL_TASK:  # was: unknown keys in its run_config
+            raise RunDirError(
+                f"{path} holds a reward model (train_reward_model.py), not a GRPO run: its held-out accuracy is in "
+                f"its reward_model.json; use it as a reward with --reward-model {path}."
+            )
         resume = config.resume_from_checkpoint  # the checkpoint to score, if one is named
         return RunPlan(path, EVALUATE, resolve_checkpoint(resume, path) if resume else None, found=state)
     _refuse_a_folder_that_is_not_the_runs(path, config)
+    if (path / "trainer_state.json").is_file():  # "holds a finished run, pass --overwrite" moved it aside (fault hunt)
+        raise RunDirError(
+            f"output directory {path} is a checkpoint of the run in {path.parent}; continue that run with "
+            f"--output-dir {path.parent} --resume-from-checkpoint {path}, or start a new one from it with "
+            f"--init-adapter {path} and a new --output-dir."
+        )
     resume = config.resume_from_checkpoint
     if resume and resume != "latest" and not explicit:
         path = Path(resume).parent  # without --output-dir, a checkpoint continues the run it belongs to
@@ -364,13 +380,6 @@ def _refuse_a_folder_that_is_not_the_runs(path: Path, config: GRPOConfig) -> Non
             raise RunDirError(
                 f"--overwrite would move the {what} {given} aside with {path}; choose another --output-dir."
             )
-
-
-CAUSAL_LM = "CAUSAL_LM"
-ADAPTER_TASKS = {
-    CAUSAL_LM: ("a GRPO policy's", "train_grpo.py"),
-    "SEQ_CLS": ("a reward model's", "train_reward_model.py"),
-}
 
 
 def _plan_resume(path: Path, state: str, resume: str, overwrite: bool, task: str) -> RunPlan:

@@ -565,8 +565,6 @@ def adapter_to_evaluate(config: GRPOConfig, run_dir: Path) -> Path | None:
     and the base model scored: fault hunt), else the run folder's final adapter, else None (the base model)."""
     from checkpoints import resolve_checkpoint
 
-    if config.init_adapter and config.resume_from_checkpoint:
-        raise ConfigError("--eval-only scores one adapter: give --init-adapter or --resume-from-checkpoint, not both.")
     if config.init_adapter:
         return Path(config.init_adapter)
     if config.resume_from_checkpoint:

@@ -29,6 +29,7 @@ from typing import Any
 from trl import RewardConfig
 
 from config import DEFAULT_LORA_TARGETS, EMBEDDED_MODEL, VALID_KEYS, ConfigError, check_value, read_json_object
+from config_base import REWARD_MODEL_TASK
 
 logger = logging.getLogger("train_reward_model")
 
@@ -39,7 +40,7 @@ RUN_CONFIG_FILE = "run_config.json"
 class RewardModelConfig(RewardConfig):
     """``trl.RewardConfig`` plus the model, LoRA and data settings of this project (names as in GRPOConfig)."""
 
-    ADAPTER_TASK = "SEQ_CLS"  # the PEFT task of its adapters (a class constant, not a setting)
+    ADAPTER_TASK = REWARD_MODEL_TASK  # the PEFT task of its adapters (a class constant, not a setting)
 
     model_name: str = field(default="llama-3.1-8b", metadata={"help": "Short name, hub id or local folder."})
     load_in_4bit: bool = field(default=True, metadata={"help": "4-bit (bitsandbytes) base weights on CUDA."})

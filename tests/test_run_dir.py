@@ -610,3 +610,28 @@ def test_a_recycled_pid_is_not_the_run(tmp_path, live_pid):
     assert run_dir_state(run) == RUNNING
     (run / RUN_STATE_FILE).write_text(json.dumps({**marker, "started": process_start(live_pid) - 1}))
     assert run_dir_state(run) == INTERRUPTED
+
+
+def test_a_reward_model_folder_is_named_as_such(tmp_path):
+    """Found by a fault hunt: --eval-only on a reward model's folder was a line about unknown keys in its
+    run_config.json, and --init-adapter with it said to use the --model and --lora-rank it already had."""
+    from config import ConfigError, GRPOConfig
+
+    folder = tmp_path / "rm"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"task_type": "SEQ_CLS", "r": 4}))
+    save_file({"w": torch.ones(2)}, folder / "adapter_model.safetensors")
+    with pytest.raises(RunDirError, match=f"holds a reward model .*--reward-model {folder}"):
+        decide_run_dir(config(folder), explicit=True, evaluating=True)
+    with pytest.raises(ConfigError, match="is a reward model .*not a policy"):
+        GRPOConfig(init_adapter=str(folder))
+
+
+def test_a_checkpoint_folder_is_no_output_dir(tmp_path):
+    """Found by a fault hunt: it read as a finished run, and the advice (--overwrite) moved the checkpoint aside."""
+    run = make_run(tmp_path / "run", INTERRUPTED)
+    before = snapshot(run)
+    for case in (config(run / "checkpoint-2"), config(run / "checkpoint-2", overwrite=True)):
+        with pytest.raises(RunDirError, match="is a checkpoint of the run in .*--resume-from-checkpoint"):
+            decide_run_dir(case, explicit=True)
+    assert snapshot(run) == before
