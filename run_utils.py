@@ -60,6 +60,9 @@ def setup_logging(run_dir: Path | None, level: int = logging.INFO) -> None:
     """
     import transformers
 
+    # The log files are opened before the current handlers go: a run folder that cannot be written leaves them in
+    # place, so the error is one ERROR line in ./grpo_training.log too (it was printed bare: fault hunt).
+    files = _open_log_files(run_dir) if is_main_process() else {}
     root = logging.getLogger()
     for handler in list(root.handlers):
         if _printed_by_basic_config(handler):
@@ -69,19 +72,13 @@ def setup_logging(run_dir: Path | None, level: int = logging.INFO) -> None:
             if handler is not _EARLY_RECORDS:  # closing it would drop the records kept for the run's log
                 handler.close()
     restore_stdout()
-    handlers: list[logging.Handler] = [TerminalHandler()]
+    handlers: list[logging.Handler] = [TerminalHandler(), *files.values()]
     if is_main_process():
-        log_files = {Path.cwd().resolve() / LOG_FILE_NAME}
         if run_dir is not None:
-            log_files.add(run_dir.resolve() / LOG_FILE_NAME)
             sys.stdout = StdoutToLog(sys.stdout, run_dir / LOG_FILE_NAME)
-            run_log = logging.FileHandler(run_dir.resolve() / LOG_FILE_NAME, encoding="utf-8")
-            run_log.setFormatter(logging.Formatter(LOG_FORMAT))
             for record in _EARLY_RECORDS.buffer:  # what was said before the run directory could be opened
-                run_log.handle(record)
-            run_log.close()
+                files[run_dir.resolve() / LOG_FILE_NAME].handle(record)
         _EARLY_RECORDS.buffer.clear()
-        handlers.extend(logging.FileHandler(path, encoding="utf-8") for path in sorted(log_files))
         if run_dir is None:
             handlers.append(_EARLY_RECORDS)
     for handler in handlers:
@@ -95,6 +92,23 @@ def setup_logging(run_dir: Path | None, level: int = logging.INFO) -> None:
     _drop_library_handlers("datasets")  # its own stderr handler would print each record a second time
     transformers.utils.logging.enable_propagation()
     transformers.utils.logging.set_verbosity_warning()
+
+
+def _open_log_files(run_dir: Path | None) -> dict[Path, logging.FileHandler]:
+    """A handler for ``./grpo_training.log`` and for the run folder's, formatted; none left open if one fails."""
+    paths = {Path.cwd().resolve() / LOG_FILE_NAME}
+    if run_dir is not None:
+        paths.add(run_dir.resolve() / LOG_FILE_NAME)
+    opened: dict[Path, logging.FileHandler] = {}
+    try:
+        for path in sorted(paths):
+            opened[path] = logging.FileHandler(path, encoding="utf-8")
+            opened[path].setFormatter(logging.Formatter(LOG_FORMAT))
+    except OSError:
+        for handler in opened.values():
+            handler.close()
+        raise
+    return opened
 
 
 def _printed_by_basic_config(handler: logging.Handler) -> bool:

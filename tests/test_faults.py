@@ -607,6 +607,17 @@ LIFECYCLE_CASES = [
 ]
 
 ENV_CASES = [
+    Case(  # the line was printed bare (no ERROR, not in ./grpo_training.log): the handlers had gone (fault hunt)
+        "env-eval-only-run-log-unwritable",
+        [*TINY, *DATA, *OUT, "--eval-only"],
+        2,
+        ["{tmp}/out/grpo_training.log", "permission denied"],
+        {"data.jsonl": GOOD},
+        setup=lambda t: make_run(t / "out", "interrupted"),  # no final adapter: the base model is scored
+        model=True,
+        patch=lambda mp, t: _fail_on_log_file(mp, t / "out"),
+        run_started=True,
+    ),
     Case(
         "env-read-only",
         [*TINY, *DATA, *OUT],
@@ -747,6 +758,20 @@ def _fail_on_write(monkeypatch, name: str, code: int) -> None:
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(pathlib.Path, "write_text", write_text)
+
+
+def _fail_on_log_file(monkeypatch, folder: Path) -> None:
+    """A log file in ``folder`` that cannot be opened (the suite runs as root, for whom permissions do not fail)."""
+    import logging
+
+    real = logging.FileHandler.__init__
+
+    def init(self, filename, *args, **kwargs):
+        if Path(filename).parent == folder.resolve():
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(filename))
+        real(self, filename, *args, **kwargs)
+
+    monkeypatch.setattr(logging.FileHandler, "__init__", init)
 
 
 def _fail_torch_save(monkeypatch) -> None:

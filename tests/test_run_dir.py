@@ -623,7 +623,7 @@ def test_a_reward_model_folder_is_named_as_such(tmp_path):
     save_file({"w": torch.ones(2)}, folder / "adapter_model.safetensors")
     with pytest.raises(RunDirError, match=f"holds a reward model .*--reward-model {folder}"):
         decide_run_dir(config(folder), explicit=True, evaluating=True)
-    with pytest.raises(ConfigError, match="is a reward model .*not a policy"):
+    with pytest.raises(ConfigError, match=r"is a reward model .*not a policy"):
         GRPOConfig(init_adapter=str(folder))
 
 
@@ -632,6 +632,6 @@ def test_a_checkpoint_folder_is_no_output_dir(tmp_path):
     run = make_run(tmp_path / "run", INTERRUPTED)
     before = snapshot(run)
     for case in (config(run / "checkpoint-2"), config(run / "checkpoint-2", overwrite=True)):
-        with pytest.raises(RunDirError, match="is a checkpoint of the run in .*--resume-from-checkpoint"):
+        with pytest.raises(RunDirError, match=r"is a checkpoint of the run in .*--resume-from-checkpoint"):
             decide_run_dir(case, explicit=True)
     assert snapshot(run) == before
