@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 from config_base import deepspeed_enabled, fsdp_enabled, world_size
@@ -74,7 +75,17 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
         return f"unreadable {TRAINER_STATE} or {ADAPTER_CONFIG} ({type(err).__name__}: {err})"
     if not isinstance(step, int):
         return f"{TRAINER_STATE} has no integer global_step"
-    return _weights_problem(checkpoint / ADAPTER_WEIGHTS)
+    return _weights_problem(checkpoint / ADAPTER_WEIGHTS) or _torch_archive_problem(checkpoint)
+
+
+def _torch_archive_problem(checkpoint: Path) -> str | None:
+    """A ``torch.save`` file of the checkpoint (optimizer, scheduler, RNG states) cut short: it is a zip archive whose
+    directory sits at its end (a truncated optimizer.pt failed mid-resume with PytorchStreamReader's RuntimeError,
+    and ``latest`` did not fall back: fault hunt)."""
+    for path in sorted(checkpoint.glob("*.pt")) + sorted(checkpoint.glob("*.pth")):
+        if not zipfile.is_zipfile(path):
+            return f"{path.name} is not a complete torch archive (cut short?)"
+    return None
 
 
 def _weights_problem(path: Path) -> str | None:

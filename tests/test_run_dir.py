@@ -63,7 +63,7 @@ def make_checkpoint(run_dir: Path, step: int, max_steps: int = 8, rank: int = 4)
     (folder / "trainer_state.json").write_text(json.dumps({"global_step": step, "max_steps": max_steps}))
     (folder / "adapter_config.json").write_text(json.dumps({"r": rank, "base_model_name_or_path": "base"}))
     save_file({"lora_A.weight": torch.full((rank, 3), float(step))}, folder / "adapter_model.safetensors")
-    (folder / "optimizer.pt").write_bytes(b"optimizer")
+    torch.save({"state": {}, "param_groups": []}, folder / "optimizer.pt")
     return folder
 
 
@@ -283,6 +283,7 @@ def test_marker_is_written_atomically(tmp_path):
         (lambda c: (c / "trainer_state.json").write_text("{}"), "unreadable trainer_state.json"),
         (lambda c: (c / "adapter_config.json").write_text(""), "unreadable"),
         (lambda c: _truncate(c / "adapter_model.safetensors"), "does not load"),
+        (lambda c: _truncate(c / "optimizer.pt"), "optimizer.pt is not a complete torch archive"),  # fault hunt
     ],
 )
 def test_latest_skips_a_damaged_checkpoint(tmp_path, caplog, damage, problem):
@@ -360,7 +361,7 @@ def test_a_resume_with_another_process_count_says_what_changes(
     """Seen on CPU: a 2-process DDP checkpoint resumed by plain python trains on, with half the global batch."""
     checkpoint = make_checkpoint(tmp_path, 2)
     for rank in range(rng_files):
-        (checkpoint / f"rng_state_{rank}.pth").write_bytes(b"r")
+        torch.save({"python": 0}, checkpoint / f"rng_state_{rank}.pth")
     monkeypatch.setenv("WORLD_SIZE", str(processes))
     with caplog.at_level(logging.WARNING):
         assert resolve_checkpoint("latest", tmp_path) == str(checkpoint)
