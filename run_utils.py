@@ -269,13 +269,21 @@ def run_dir_state(run_dir: Path) -> str:
     if marker is None:
         if (run_dir / FINAL_ADAPTER).is_file():
             return FINISHED
-        return INTERRUPTED if complete_checkpoints(run_dir) else FOREIGN
+        if complete_checkpoints(run_dir):
+            return INTERRUPTED
+        return NEW if _only_an_evaluation(run_dir) else FOREIGN
     if marker.get("state") == RUNNING:
         return RUNNING if _process_alive(marker) else INTERRUPTED
     return marker.get("state") if marker.get("state") in (INTERRUPTED, FINISHED) else FOREIGN
 
 
 HEARTBEAT_STALE_S = 1800  # a run on another host that has not logged for this long is taken as stopped
+
+
+def _only_an_evaluation(run_dir: Path) -> bool:
+    """A folder that --eval-only wrote and no run: its log and results (a base model scored into a new folder made it
+    "files that are not a run", and training there was refused: fault hunt).  A run started there keeps them."""
+    return all(p.name == LOG_FILE_NAME or p.name.startswith("eval_results") for p in run_dir.iterdir())
 
 
 def _process_alive(marker: dict) -> bool:

@@ -636,3 +636,15 @@ def test_a_checkpoint_folder_is_no_output_dir(tmp_path):
         with pytest.raises(RunDirError, match=r"is a checkpoint of the run in .*--resume-from-checkpoint"):
             decide_run_dir(case, explicit=True)
     assert snapshot(run) == before
+
+
+def test_a_folder_holding_only_an_evaluation_takes_a_run(tmp_path):
+    """Found by a fault hunt: --eval-only into a new folder made it 'files that are not a run' for training."""
+    folder = tmp_path / "base"
+    folder.mkdir()
+    (folder / "grpo_training.log").write_text("evaluation\n")
+    (folder / "eval_results.json").write_text("{}")
+    assert run_dir_state(folder) == NEW
+    assert decide_run_dir(config(folder), explicit=True).action == "start"
+    (folder / "notes.txt").write_text("mine")
+    assert run_dir_state(folder) == FOREIGN
