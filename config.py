@@ -617,23 +617,34 @@ def _pick(values: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: values[k] for k in keys if k in values}
 
 
-def check_batch_arithmetic(values: dict[str, Any], processes: int = 1) -> None:
-    """TRL needs whole prompt groups in every generation batch; say which settings would work."""
-    if "generation_batch_size" in values or "steps_per_generation" in values:
-        return  # TRL checks these itself and names them in its own message
+def whole_group_generation_batch(values: dict[str, Any], processes: int = 1) -> dict[str, Any]:
+    """TRL needs whole prompt groups in every generation batch.  When the optimizer batch (per_device_train_batch_size
+    x processes x gradient_accumulation_steps) holds no whole number of groups and no generation batch is given, the
+    run generates the smallest multiple of it that does, and says so: the seed README's fix for running out of
+    memory, ``--batch-size 1`` (groups of 4, accumulation 2), was refused.  A generation batch given is TRL's to
+    check."""
+    if any(values.get(key) is not None for key in GENERATION_BATCH_KEYS):
+        return {}
     batch, accumulation = values["per_device_train_batch_size"], values["gradient_accumulation_steps"]
     group = values["num_generations"]
-    generation_batch = batch * processes * accumulation
-    if generation_batch % group == 0:
-        return
-    batch_options = [b for b in range(1, 4 * group + 1) if (b * processes * accumulation) % group == 0][:4]
-    group_options = [g for g in range(2, generation_batch + 1) if generation_batch % g == 0]
-    raise ConfigError(
-        f"The generation batch (per_device_train_batch_size {batch} x processes {processes} x "
-        f"gradient_accumulation_steps {accumulation} = {generation_batch}) must be divisible by num_generations "
-        f"(group_size) {group}. Working values: --batch-size {' / '.join(map(str, batch_options))} with this "
-        f"group size, or --num-generations {' / '.join(map(str, group_options)) or 'none'} with this batch."
+    optimizer_batch = batch * processes * accumulation
+    if optimizer_batch % group == 0:
+        return {}
+    generation_batch = math.lcm(optimizer_batch, group)
+    logger.info(
+        "generation batch %d: the optimizer batch (per_device_train_batch_size %d x processes %d x "
+        "gradient_accumulation_steps %d = %d) holds no whole groups of num_generations %d, so each generation round "
+        "makes %d completions for %d optimizer steps (set --generation-batch-size to choose)",
+        generation_batch,
+        batch,
+        processes,
+        accumulation,
+        optimizer_batch,
+        group,
+        generation_batch,
+        generation_batch // optimizer_batch,
     )
+    return {"generation_batch_size": generation_batch}
 
 
 def check_reward_weight_count(values: dict[str, Any]) -> None:
@@ -655,7 +666,6 @@ def build_config(
     overrides: dict[str, Any] | None = None,
     *,
     extra_layers: list[tuple[str, dict[str, Any]]] = (),
-    check_batches: bool = True,
 ) -> GRPOConfig:
     """defaults < preset < JSON file < ``extra_layers`` < ``overrides`` (the flags that were given), built once."""
     layers: list[tuple[str, dict[str, Any]]] = [("project defaults", PROJECT_DEFAULTS)]
@@ -670,11 +680,10 @@ def build_config(
     values = merge_layers(layers, sources)
     if values.get("generation_batch_size") is not None and values.get("steps_per_generation") is not None:
         raise ConfigError("generation_batch_size and steps_per_generation both set the generation batch; keep one.")
-    if check_batches:
-        check_batch_arithmetic(values, world_size())
     check_reward_weight_count(values)
     values |= adapter_defaults(values, sources)
     values |= derived_defaults(values)
+    values |= whole_group_generation_batch(values, world_size())
     try:
         config = GRPOConfig(**values)
     except ConfigError as err:  # a relation between settings: name the layers that were read

@@ -134,12 +134,13 @@ def choose_generation_batch(
     The largest multiple of the optimizer batch and of num_generations whose memory estimate (the KV cache
     and sampling buffers of the whole generation batch included) fits ``MEMORY_HEADROOM`` of ``free_bytes``,
     capped at ``GENERATION_BATCH_CAP`` completions per process and ``MAX_STEPS_PER_GENERATION`` optimizer
-    steps per round. Without a memory figure (``free_bytes`` None: CPU) the optimizer batch is kept.
+    steps per round. Without a memory figure (``free_bytes`` None: CPU) the smallest such multiple is kept (the
+    optimizer batch, when it holds whole groups).
     """
     optimizer_batch = config.per_device_train_batch_size * world_size * config.gradient_accumulation_steps
-    if free_bytes is None:
-        return optimizer_batch, f"generation batch {optimizer_batch} = the optimizer batch (no GPU memory figure)"
     unit = math.lcm(optimizer_batch, config.num_generations)
+    if free_bytes is None:
+        return unit, f"generation batch {unit}: the smallest multiple of the optimizer batch that whole groups fill"
     cap = min(GENERATION_BATCH_CAP * world_size, optimizer_batch * MAX_STEPS_PER_GENERATION)
     budget = MEMORY_HEADROOM * free_bytes
     shards = sharding(world_size)

@@ -271,8 +271,6 @@ def config_from_args(args: argparse.Namespace) -> GRPOConfig:
         config_file=args.config,
         overrides=overrides,
         extra_layers=saved_run_layer(args, overrides),
-        # The batch arithmetic concerns training; evaluation and the preview generate with their own batches.
-        check_batches=not (args.eval_only or args.reward_preview),
     )
 
 

@@ -66,7 +66,7 @@ def test_defaults_match_the_seed():
     [
         ("--reward-function fancy", "accuracy, length, custom"),
         ("--quick-test --production", "not allowed with argument"),
-        ("--quick-test --batch-size 3", "Working values"),
+        ("--quick-test --generation-batch-size 6", "generation_batch_size (6) must be divisible by the global batch"),
     ],
 )
 def test_bad_command_lines_exit_with_a_message(command, message, capsys, in_tmp_cwd):

@@ -15,11 +15,11 @@ from config import (
     ConfigError,
     GRPOConfig,
     build_config,
-    check_batch_arithmetic,
     config_values,
     create_default_config,
     load_config_from_file,
     save_config_to_file,
+    whole_group_generation_batch,
 )
 from config_base import PROJECT_DEFAULTS
 
@@ -125,8 +125,13 @@ def test_num_generations_and_group_size_are_one_value(tmp_path):
     assert config.num_generations == config.group_size == 3
     config.group_size = 6
     assert config.num_generations == 6
-    bad = write_json(tmp_path / "bad.json", {"num_generations": 3})  # 4 x 2 = 8 completions, not whole groups
-    with pytest.raises(ConfigError, match="divisible by num_generations"):
+    # 4 x 2 = 8 completions per optimizer step are no whole groups of 3: a round generates 24 (3 steps)
+    assert (
+        build_config(config_file=str(write_json(tmp_path / "n3.json", {"num_generations": 3}))).generation_batch_size
+        == 24
+    )
+    bad = write_json(tmp_path / "bad.json", {"num_generations": 3, "generation_batch_size": 8})  # given: TRL's check
+    with pytest.raises(ConfigError, match=r"generation_batch_size \(8\) must be divisible by num_generations \(3\)"):
         build_config(config_file=str(bad))
 
 
@@ -218,22 +223,21 @@ def test_python_api_uses_trl_defaults_and_accepts_aliases():
 
 
 @pytest.mark.parametrize(
-    ("batch", "accumulation", "group", "world", "ok"),
+    ("batch", "accumulation", "group", "world", "generated"),
     [
-        (4, 1, 4, 1, True),
-        (2, 4, 4, 1, True),  # the seed's example: 2 x 4 = 8 completions, two prompts of four
-        (3, 1, 4, 1, False),
-        (2, 1, 4, 2, True),  # two processes make up the group
+        (4, 1, 4, 1, None),
+        (2, 4, 4, 1, None),  # the seed's example: 2 x 4 = 8 completions, two prompts of four
+        (1, 2, 4, 1, 4),  # the seed's fix for running out of memory, --batch-size 1: rounds of 4 for 2 steps
+        (3, 1, 4, 1, 12),
+        (2, 1, 4, 2, None),  # two processes make up the group
     ],
 )
-def test_batch_arithmetic(batch, accumulation, group, world, ok):
+def test_the_generation_batch_holds_whole_groups(batch, accumulation, group, world, generated):
     values = {"per_device_train_batch_size": batch, "gradient_accumulation_steps": accumulation}
     values["num_generations"] = group
-    if ok:
-        check_batch_arithmetic(values, world)
-    else:
-        with pytest.raises(ConfigError, match="Working values: --batch-size 4"):
-            check_batch_arithmetic(values, world)
+    expected = {} if generated is None else {"generation_batch_size": generated}
+    assert whole_group_generation_batch(values, world) == expected
+    assert whole_group_generation_batch({**values, "generation_batch_size": 6}, world) == {}  # given: TRL checks it
 
 
 def test_each_setting_knows_its_layer(tmp_path):

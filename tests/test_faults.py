@@ -330,7 +330,12 @@ CONFIG_CASES = [
     Case("config-completion-length-0", [*PREVIEW, *DATA, "--max-completion-length", "0"], 2, ["max_completion_length"]),
     Case("config-epochs-negative", [*PREVIEW, *DATA, "--epochs", "-1"], 2, ["num_train_epochs"]),
     Case("config-lora-rank-0", [*PREVIEW, *DATA, "--lora-rank", "0"], 2, ["lora_rank"]),
-    Case("config-batch-not-divisible", [*DATA, "--batch-size", "3", "--num-generations", "4"], 2, ["Working values"]),
+    Case(  # a batch of no whole groups is filled up to one (tests/test_config.py); a generation batch given is not
+        "config-generation-batch-not-divisible",
+        [*DATA, "--generation-batch-size", "8", "--num-generations", "3"],
+        2,
+        ["generation_batch_size (8) must be divisible by num_generations (3)"],
+    ),
     Case("config-backend-unknown", [*PREVIEW, *DATA, "--backend", "bogus"], 2, ["--backend"]),
     Case("config-max-steps-not-int", [*PREVIEW, *DATA, "--max-steps", "two"], 2, ["--max-steps"]),
     Case("config-reward-name-unknown", [*PREVIEW, *DATA, "--reward-function", "bogus"], 2, ["bogus"]),

@@ -44,7 +44,7 @@ def test_weights_of_an_8b_model():
 
 def project_config(**values):
     """A config with this project's defaults under ``values``, as the command line builds it."""
-    return build_config(overrides=values, check_batches=False)
+    return build_config(overrides=values)
 
 
 def test_memory_grows_with_the_batch():
@@ -73,8 +73,10 @@ def test_generation_batch_keeps_the_optimizer_batch_without_a_gpu():
     config = project_config(gradient_accumulation_steps=2, **BENCH_RUN)
     assert choose_generation_batch(config, LLAMA_8B, four_bit=True, free_bytes=None) == (
         32,
-        "generation batch 32 = the optimizer batch (no GPU memory figure)",
+        "generation batch 32: the smallest multiple of the optimizer batch that whole groups fill",
     )
+    config = project_config(per_device_train_batch_size=1, gradient_accumulation_steps=2)  # groups of 4
+    assert choose_generation_batch(config, LLAMA_8B, four_bit=True, free_bytes=None)[0] == 4
 
 
 def test_generation_batch_grows_to_the_cap_when_memory_allows():
