@@ -246,6 +246,10 @@ class GRPOConfig(trl.GRPOConfig):
             )
         if self.eval_steps and not self.eval_samples:
             raise ConfigError(f"eval_steps={self.eval_steps} needs held-out rows: give eval_samples > 0.")
+        if not self.reward_functions and not self.reward_model:
+            raise ConfigError(
+                f"reward_functions is empty; give one or more of {', '.join(REWARD_NAMES)}, or a --reward-model."
+            )
         if self.init_adapter and self.resume_from_checkpoint:
             raise ConfigError(
                 "init_adapter starts a new run from an adapter, resume_from_checkpoint continues an interrupted one; "
@@ -462,9 +466,7 @@ def _check_special(key: str, value: Any) -> None:
         )
     if key == "lora_dropout" and not 0 <= value < 1:
         raise ConfigError(f"lora_dropout={value}: must be in [0, 1).")
-    if key == "reward_functions":
-        if not value:
-            raise ConfigError(f"reward_functions is empty; give one or more of {', '.join(REWARD_NAMES)}.")
+    if key == "reward_functions":  # (empty is a relation: allowed with a reward model, GRPOConfig checks it)
         for name in value:
             if name not in REWARD_NAMES and "." not in name and ":" not in name:
                 raise ConfigError(
@@ -511,6 +513,15 @@ def merge_layers(layers: list[tuple[str, dict[str, Any]]], sources: dict[str, st
         if sources is not None:
             sources.update(dict.fromkeys(values, source))
     return merged
+
+
+def reward_model_alone(values: dict[str, Any], sources: dict[str, str]) -> dict[str, Any]:
+    """A reward model with no reward named by a preset, file or flag is the run's only reward; named rewards are
+    summed with it (README: "다른 보상과 함께 쓰면 가중합"; the default accuracy reward was added silently)."""
+    if values.get("reward_model") and sources.get("reward_functions", "project defaults") == "project defaults":
+        logger.info("reward: the reward model %s alone (name rewards to add to it)", values["reward_model"])
+        return {"reward_functions": []}
+    return {}
 
 
 # (PEFT may save target_modules as full module paths, which lora_target_modules does not take: left to the user.)
@@ -681,6 +692,7 @@ def build_config(
     if values.get("generation_batch_size") is not None and values.get("steps_per_generation") is not None:
         raise ConfigError("generation_batch_size and steps_per_generation both set the generation batch; keep one.")
     check_reward_weight_count(values)
+    values |= reward_model_alone(values, sources)
     values |= adapter_defaults(values, sources)
     values |= derived_defaults(values)
     values |= whole_group_generation_batch(values, world_size())

@@ -389,3 +389,17 @@ def test_loss_types_are_the_ones_trl_declares():
     assert {"grpo", "dr_grpo", "dapo", "bnpo"} <= set(values_trl_lists("loss_type"))
     with pytest.raises(ConfigError, match="loss_type='dappo' is not valid; choose one of: grpo, dr_grpo, dapo"):
         __import__("config").check_value("loss_type", "dappo")
+
+
+def test_a_reward_model_alone_is_the_only_reward(tmp_path):
+    """README: `--reward-model runs/rm` is the reward, summed with rewards only when they are named (a fault hunt
+    found the default accuracy reward added at equal weight, unsaid)."""
+    alone = build_config(overrides={"reward_model": "runs/rm"})
+    assert (alone.reward_functions, alone.reward_weights) == ([], [1.0])
+    both = build_config(overrides={"reward_model": "runs/rm", "reward_functions": ["length"]})
+    assert (both.reward_functions, both.reward_weights) == (["length"], [1.0, 1.0])
+    named_in_a_file = build_config(
+        config_file=str(write_json(tmp_path / "c.json", {"reward_functions": ["accuracy"]})),
+        overrides={"reward_model": "runs/rm"},
+    )
+    assert named_in_a_file.reward_functions == ["accuracy"]
