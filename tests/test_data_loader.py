@@ -519,3 +519,10 @@ def test_the_python_loader_refuses_counts_that_are_not_positive_integers(kwargs,
     with pytest.raises(DataError, match="must be a positive integer") as err:
         create_grpo_dataloader(None, "arithmetic", **kwargs)
     assert named in str(err.value)
+
+
+def test_arithmetic_questions_are_not_repeated():
+    """Found by the quick test's own warning: drawn with repeats, held-out questions were also training questions."""
+    rows = make_arithmetic_rows(2000)
+    assert len({row[PROMPT][-1]["content"] for row in rows}) == 2000
+    assert len(make_arithmetic_rows(20, max_operand=2)) == 20  # more rows than questions: repeats, no endless loop
