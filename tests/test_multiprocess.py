@@ -146,7 +146,7 @@ def test_fsdp2_processes_other_than_the_main_one_receive_its_weights(tiny_model_
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--batch-size", "3"], "--num-generations"),  # a bad value: the config's error
+        (["--generation-batch-size", "6"], "generation_batch_size (6)"),  # a bad value: the config's error
         (["--no-such-flag"], "unrecognized arguments"),  # argparse's
     ],
 )
