@@ -19,8 +19,9 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
 from checkpoints import gather_adapter_only, install_atomic_checkpoints, read_trainer_state
+from plot_run import metrics_entry
 from rewards import cancel_pending_rewards
-from run_utils import FILE_ONLY, RUNNING, RunDirError, mark_run, read_run_state
+from run_utils import FILE_ONLY, RunDirError, heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +96,8 @@ class MetricsLogger(TrainerCallback):
             return
         kept, dropped = [], 0
         for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                entry = None
-            if isinstance(entry, dict) and isinstance(entry.get("step"), int) and entry["step"] <= step:
+            entry = metrics_entry(line)
+            if entry is not None and entry["step"] <= step:
                 kept.append(line + "\n")
             else:
                 dropped += 1
@@ -115,8 +113,7 @@ class MetricsLogger(TrainerCallback):
         entry = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}}
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
-        if read_run_state(self.path.parent):  # the heartbeat a run on another host is judged by (run_utils)
-            mark_run(self.path.parent, RUNNING)
+        heartbeat(self.path.parent)
         logger.info("metrics %s", json.dumps(entry), extra={FILE_ONLY: True})
         summary = summary_line(entry)
         if summary:

@@ -477,6 +477,11 @@ def _check_special(key: str, value: Any) -> None:
 def check_layer(values: dict[str, Any], source: str) -> None:
     """Unknown keys and bad values of one layer, reported with the layer's name."""
     check_keys(values, source)
+    check_values(values, source)
+
+
+def check_values(values: dict[str, Any], source: str) -> None:
+    """Each value checked as ``check_value`` does, the error prefixed with where it came from."""
     for key, value in values.items():
         try:
             check_value(key, value)

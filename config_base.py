@@ -163,10 +163,8 @@ def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
     return data
 
 
-CAUSAL_LM, REWARD_MODEL_TASK = (
-    "CAUSAL_LM",
-    "SEQ_CLS",
-)  # PEFT task types of a GRPO policy's and a reward model's adapters
+# PEFT task types of a GRPO policy's and a reward model's adapters
+CAUSAL_LM, REWARD_MODEL_TASK = "CAUSAL_LM", "SEQ_CLS"
 
 
 def read_adapter_config(folder: str | Path) -> dict[str, Any]:

@@ -265,10 +265,11 @@ class GRPOTrainer:
         own_callbacks = [metrics, stop]
         if resume:
             check_adapter_matches(resume, self.model)
+            step = read_trainer_state(resume)["global_step"]
             if is_main_process() and Path(resume).resolve().parent == Path(self.config.output_dir).resolve():
-                metrics.continue_from(read_trainer_state(resume)["global_step"])
+                metrics.continue_from(step)
             own_callbacks.append(ResumeCheck(resume))
-            logger.info("resuming from %s (step %d)", resume, read_trainer_state(resume)["global_step"])
+            logger.info("resuming from %s (step %d)", resume, step)
         trainer = self.build_trl_trainer(dataset, eval_dataset, [*own_callbacks, *(callbacks or [])])
         prepare_trainer(trainer, self.config)
         started = time.monotonic()

@@ -47,6 +47,15 @@ def read_history(run_dir: Path) -> list[dict]:
     return [entry for entry in history if isinstance(entry, dict) and isinstance(entry.get("step"), int)]
 
 
+def metrics_entry(line: str) -> dict | None:
+    """One line of ``metrics.jsonl`` as its entry (a JSON object with an integer ``step``), or None."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) and isinstance(entry.get("step"), int) else None
+
+
 def read_metrics(path: Path) -> list[dict]:
     """``metrics.jsonl``'s entries; a last line cut short (a run killed while writing it) is left out, any other line
     that is not an entry with its step is an error naming the line."""
@@ -55,11 +64,8 @@ def read_metrics(path: Path) -> list[dict]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            entry = None
-        if isinstance(entry, dict) and isinstance(entry.get("step"), int):
+        entry = metrics_entry(line)
+        if entry is not None:
             entries.append(entry)
         elif number < len(lines):
             raise ValueError(f'{path}:{number}: not a metrics entry (a JSON object with its "step"): {line[:80]}')

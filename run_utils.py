@@ -227,6 +227,7 @@ RUN_STATE_FILE = "run_state.json"
 NEW, RUNNING, INTERRUPTED, FINISHED, FOREIGN = "new", "running", "interrupted", "finished", "foreign"
 START, REPLACE, RESUME, EVALUATE = "start", "replace", "resume", "evaluate"
 FINAL_ADAPTER = "adapter_model.safetensors"
+HEARTBEAT_STALE_S = 1800  # a run on another host that has not logged for this long is taken as stopped
 # The PEFT task of each script's adapters: a run folder or checkpoint of the other script is refused by name.
 ADAPTER_TASKS = {
     CAUSAL_LM: ("a GRPO policy's", "train_grpo.py"),
@@ -275,9 +276,6 @@ def run_dir_state(run_dir: Path) -> str:
     if marker.get("state") == RUNNING:
         return RUNNING if _process_alive(marker) else INTERRUPTED
     return marker.get("state") if marker.get("state") in (INTERRUPTED, FINISHED) else FOREIGN
-
-
-HEARTBEAT_STALE_S = 1800  # a run on another host that has not logged for this long is taken as stopped
 
 
 def _only_an_evaluation(run_dir: Path) -> bool:
@@ -569,12 +567,17 @@ def mark_run(run_dir: Path, state: str, **details) -> None:
     """Write the run's marker atomically (temporary file, then rename); main process only."""
     if not is_main_process():
         return
-    marker = {
-        **(read_run_state(run_dir) or {}),
-        "state": state,
-        **_this_process(),
-        **details,
-    }
+    _write_marker(run_dir, {**(read_run_state(run_dir) or {}), "state": state, **_this_process(), **details})
+
+
+def heartbeat(run_dir: Path) -> None:
+    """Refresh the marker's process and time (each logged step): what another host judges a run alive by."""
+    marker = read_run_state(run_dir)
+    if marker is not None and is_main_process():
+        _write_marker(run_dir, {**marker, **_this_process()})
+
+
+def _write_marker(run_dir: Path, marker: dict) -> None:
     temporary = run_dir / f".{RUN_STATE_FILE}.tmp"
     temporary.write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     os.replace(temporary, run_dir / RUN_STATE_FILE)

@@ -436,7 +436,7 @@ def main(
 
     # Model
     if eval_only:
-        adapter = adapter_to_evaluate(config, plan.path)
+        adapter = adapter_to_evaluate(config, plan)
         if adapter is None:  # a mistyped folder evaluated the base model with only the summary saying so
             logger.warning("no adapter in %s: evaluating the base model %s", plan.path, config.model_name)
     else:
@@ -558,16 +558,15 @@ def print_train_summary(summary: dict[str, Any]) -> None:
         logger.info(line)
 
 
-def adapter_to_evaluate(config: GRPOConfig, run_dir: Path) -> Path | None:
-    """What --eval-only scores: the adapter named by --init-adapter or --resume-from-checkpoint (both were ignored
-    and the base model scored: fault hunt), else the run folder's final adapter, else None (the base model)."""
-    from checkpoints import resolve_checkpoint
-
+def adapter_to_evaluate(config: GRPOConfig, plan: RunPlan) -> Path | None:
+    """What --eval-only scores: the adapter named by --init-adapter or --resume-from-checkpoint (``plan`` holds the
+    checkpoint decide_run_dir resolved; both were ignored and the base model scored: fault hunt), else the run
+    folder's final adapter, else None (the base model)."""
     if config.init_adapter:
         return Path(config.init_adapter)
-    if config.resume_from_checkpoint:
-        return Path(resolve_checkpoint(config.resume_from_checkpoint, run_dir))
-    return run_dir if (run_dir / "adapter_model.safetensors").is_file() else None
+    if plan.checkpoint:
+        return Path(plan.checkpoint)
+    return plan.path if (plan.path / "adapter_model.safetensors").is_file() else None
 
 
 def print_eval_summary(results: dict[str, Any], adapter: Path | None) -> None:

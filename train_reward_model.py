@@ -28,7 +28,7 @@ from typing import Any
 
 from trl import RewardConfig
 
-from config import DEFAULT_LORA_TARGETS, EMBEDDED_MODEL, VALID_KEYS, ConfigError, check_value, read_json_object
+from config import DEFAULT_LORA_TARGETS, EMBEDDED_MODEL, VALID_KEYS, ConfigError, check_values, read_json_object
 from config_base import REWARD_MODEL_TASK
 
 logger = logging.getLogger("train_reward_model")
@@ -96,11 +96,7 @@ def build_reward_model_config(
             f"{source}: unknown key(s) {', '.join(unknown)}. Valid keys are this project's ({', '.join(OWN_KEYS)}) "
             "or any trl.RewardConfig field (learning_rate, max_steps, max_length, per_device_train_batch_size, ...)."
         )
-    for key in sorted(set(values) & VALID_KEYS):  # the settings GRPO shares are checked as GRPO checks them
-        try:
-            check_value(key, values[key])
-        except ConfigError as err:
-            raise ConfigError(f"{source}: {err}") from None
+    check_values({key: values[key] for key in sorted(set(values) & VALID_KEYS)}, source)  # those GRPO shares, as GRPO
     try:
         return RewardModelConfig(**values)
     except (ValueError, TypeError) as err:
