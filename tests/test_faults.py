@@ -444,6 +444,12 @@ def _live_run(tmp: Path) -> None:
     _LIVE.append(process)
 
 
+def _as_reward_model(run: Path) -> None:
+    """The run's adapters (final and checkpoints) marked as a reward model's, as train_reward_model.py saves them."""
+    for folder in (run, *run.glob("checkpoint-*")):
+        (folder / "adapter_config.json").write_text(json.dumps({"task_type": "SEQ_CLS", "r": 4}))
+
+
 _LIVE: list[subprocess.Popen] = []
 OUT = ["--output-dir", "{tmp}/out"]
 LIFECYCLE_CASES = [
@@ -472,6 +478,39 @@ LIFECYCLE_CASES = [
         setup=_live_run,
     ),
     Case("run-foreign-files", [*DATA, *OUT], 2, ["{tmp}/out", "not a run"], {"data.jsonl": GOOD, "out/notes.txt": "x"}),
+    # from the run-lifecycle fault hunt (seventh session): each went on and wrote into another run's folder
+    Case(
+        "run-eval-only-in-progress",
+        [*DATA, *OUT, "--eval-only"],
+        2,
+        ["{tmp}/out", "in use"],
+        {"data.jsonl": GOOD},
+        setup=_live_run,
+    ),
+    Case(
+        "run-output-dir-is-a-checkpoint",  # the advice was --overwrite, which moved the checkpoint aside
+        [*DATA, "--output-dir", "{tmp}/out/checkpoint-4", "--overwrite"],
+        2,
+        ["{tmp}/out/checkpoint-4", "is a checkpoint of the run in", "--resume-from-checkpoint"],
+        {"data.jsonl": GOOD},
+        setup=lambda t: make_run(t / "out", "interrupted"),
+    ),
+    Case(
+        "run-resume-a-reward-models-checkpoint",  # it rewrote that run's run_config.json, then failed mid-load
+        [*DATA, *OUT, "--resume-from-checkpoint", "latest"],
+        2,
+        ["{tmp}/out/checkpoint-4", "a reward model's checkpoint", "train_reward_model.py"],
+        {"data.jsonl": GOOD},
+        setup=lambda t: _as_reward_model(make_run(t / "out", "interrupted")),
+    ),
+    Case(
+        "run-eval-only-on-a-reward-model",  # was a line about unknown keys in its run_config.json
+        [*DATA, *OUT, "--eval-only"],
+        2,
+        ["{tmp}/out", "holds a reward model", "--reward-model"],
+        {"data.jsonl": GOOD},
+        setup=lambda t: _as_reward_model(make_run(t / "out", "finished")),
+    ),
     # found by a fault hunt: --overwrite moved the user's working directory (data and notes) to <dir>.old-<time>
     Case(
         "run-output-dir-is-the-working-directory",
