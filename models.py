@@ -17,7 +17,6 @@ import logging
 import os
 import shutil
 import tempfile
-import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +32,7 @@ from config_base import (
     unsloth_imported,
     world_size,
 )
+from unsloth_decode import speed_up_decoding
 
 if TYPE_CHECKING:
     from config import GRPOConfig
@@ -316,27 +316,8 @@ def _load_unsloth(config: GRPOConfig, resolved: str) -> LoadedModel:
     model = FastLanguageModel.get_peft_model(
         model, **_lora_kwargs(config), bias="none", use_gradient_checkpointing="unsloth", random_state=config.seed
     )
-    fold_rows_into_one_matrix(model.get_output_embeddings())
+    speed_up_decoding(model)
     return LoadedModel(model, prepare_tokenizer(tokenizer), "unsloth", "cuda", bf16=_bf16_supported())
-
-
-def fold_rows_into_one_matrix(linear) -> None:
-    """Make ``linear`` (the LM head) multiply its input as one [rows, features] matrix, whatever its strides.
-
-    Why: ``torch.matmul`` folds a [B, 1, H] input into one [B, H] GEMM only when the batch stride equals the
-    row's (``should_fold`` in PyTorch); a row sliced out of a longer buffer, as Unsloth 2026.10.9's decode step
-    hands the head, is multiplied by a batched GEMM against the weight expanded B times, so all 128,256 x 4,096
-    head weights are read once per sequence: 31 ms of a 151 ms decode step at 128 sequences on an H200 against
-    0.28 ms for the folded GEMM (docs/benchmarks.md, "Where an Unsloth decode step's time goes"). A [B, 1, H] view as
-    [B, H] never copies; the result is the same product.  Both forwards are methods of the instance, so a deep
-    copy of the model (a reference model) multiplies by its own weights."""
-    linear._forward_unfolded = linear.forward  # the class's, or a hook's wrapper around it
-    linear.forward = types.MethodType(_forward_folded, linear)
-
-
-def _forward_folded(self, hidden, *args, **kwargs):
-    rows = hidden.reshape(-1, hidden.shape[-1])
-    return self._forward_unfolded(rows, *args, **kwargs).view(*hidden.shape[:-1], -1)
 
 
 def _bf16_supported() -> bool:

@@ -14,9 +14,10 @@ batch (TRL's ``generation_batch_size``, completions per round), ``default`` (TRL
 ``auto`` (``memory.generation_batch_for``, our default); suffixes ``:w0`` (no warm-up round, for points
 after the first), ``:nographs`` (Unsloth's CUDA-graph decoding off), ``:compile`` (transformers' compiled
 static-cache decoding: for our rows the ``compile_generation`` option with a static cache, on any weights),
-``:unfolded`` (the LM head as Unsloth calls it, without ``models.fold_rows_into_one_matrix``), ``:foldqkv``
+``:unfolded`` (the LM head as Unsloth calls it, without ``unsloth_decode.fold_rows_into_one_matrix``), ``:foldqkv``
 (an experiment: Unsloth's decode projections given inputs with canonical strides, and the input layouts they
-were handed written to ``strides-<label>.json``),
+were handed written to ``strides-<label>.json``), ``:gqamath`` (Unsloth's decode attention as it ships, without
+``unsloth_decode.attend_query_groups_as_rows``: SDPA's math kernel),
 ``:profile`` (the first ``generate`` call after warm-up runs under ``torch.profiler``: where a decode step's time
 goes, as tables next to ``--out``; the profiler slows that round, so a profiled point's timings are not figures).
 Every point uses the same prompts (built-in arithmetic), G, completion length, optimizer batch, LoRA rank and a
@@ -62,6 +63,7 @@ class Point:
     profile: bool = False
     fold: bool = True
     fold_projections: bool = False
+    rows_attention: bool = True
 
     @classmethod
     def parse(cls, spec: str) -> Point:
@@ -72,6 +74,8 @@ class Point:
                 point.warmup_rounds = 0
             elif flag == "unfolded":
                 point.fold = False
+            elif flag == "gqamath":
+                point.rows_attention = False
             elif flag == "foldqkv":
                 point.fold_projections = True
             elif flag in ("nographs", "compile", "profile"):
@@ -225,6 +229,18 @@ def profiled(inner, path: Path, *args, **kwargs):
     return result
 
 
+def unsloth_decode_attention_as_shipped() -> None:
+    """Undo ``unsloth_decode.attend_query_groups_as_rows`` in this process (point flag ``:gqamath``)."""
+    import unsloth.models
+    from unsloth.utils import attention_dispatch
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith(unsloth.models.__name__) and getattr(
+            module, "scaled_dot_product_attention", None
+        ) is getattr(attention_dispatch, "_grpo_groups_as_rows", False):
+            module.scaled_dot_product_attention = attention_dispatch.decode_scaled_dot_product_attention
+
+
 def fold_unsloth_projections(record: Path) -> None:
     """Experiment for the decode step's q / k / v products (docs/benchmarks.md: batched GEMMs against weights
     expanded per sequence): every Unsloth model module's ``fast_linear_forward`` gets its [B, 1, H] input with
@@ -348,6 +364,8 @@ class OursRunner:
         trainer.loaded = self.loaded
         if not point.fold:  # back to the head's own forward (the fold is an attribute of the instance)
             self.loaded.model.get_output_embeddings().__dict__.pop("forward", None)
+        if not point.rows_attention:
+            unsloth_decode_attention_as_shipped()
         self.probe.instrument(trainer.model)
         trainer.train(dataset(512, self.args.prompt_padding), callbacks=[self.probe.callback()])
         return trainer.trl_trainer

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 HIDDEN, VOCAB, INTERMEDIATE = 4096, 128256, 14336
 HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
@@ -108,6 +111,45 @@ def attention_variants(batch: int, kv_len: int):
         f"attention L={kv_len} sdpa gqa contiguous + mask": lambda: F.scaled_dot_product_attention(
             query, keys.contiguous(), values.contiguous(), attn_mask=mask, enable_gqa=True
         ),
+        **groups_as_rows_variants(query_view, keys, values, mask, kv_len),
+    }
+
+
+def groups_as_rows_variants(query, keys, values, mask, kv_len: int):
+    """Unsloth's decode attention as it runs on sm90 (cuDNN kept out, so GQA + mask is the math kernel) against
+    ``unsloth_decode.groups_as_rows`` (each KV head's query heads as rows of plain attention), and cuDNN with a
+    key length that grows by one per call, as in decoding (cuDNN builds a plan per length: Unsloth's reason to
+    keep it out of decoding)."""
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from unsloth_decode import groups_as_rows
+
+    not_cudnn = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+    def without_cudnn(*args, **kwargs):
+        with sdpa_kernel(not_cudnn):
+            return F.scaled_dot_product_attention(*args, **kwargs)
+
+    rows = groups_as_rows(without_cudnn)
+    grown = {"length": kv_len // 2}
+
+    def cudnn_growing():
+        grown["length"] = grown["length"] + 1 if grown["length"] < kv_len else kv_len // 2
+        cut = grown["length"]
+        return F.scaled_dot_product_attention(
+            query, keys[:, :, :cut], values[:, :, :cut], attn_mask=mask[..., :cut], enable_gqa=True
+        )
+
+    return {
+        f"attention L={kv_len} unsloth sm90 (gqa + mask, no cuDNN)": lambda: without_cudnn(
+            query, keys, values, attn_mask=mask, enable_gqa=True
+        ),
+        f"attention L={kv_len} groups as rows + mask": lambda: rows(
+            query, keys, values, attn_mask=mask, enable_gqa=True
+        ),
+        f"attention L={kv_len} groups as rows, no mask": lambda: rows(query, keys, values, enable_gqa=True),
+        f"attention L<={kv_len} cudnn gqa + mask, length growing per call": cudnn_growing,
     }
 
 

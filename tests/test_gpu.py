@@ -84,3 +84,44 @@ def test_backend_trains_saves_evaluates_and_resumes(backend, gpu_model_dir, tmp_
     state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["global_step"] == 3
     assert (out / "adapter_model.safetensors").is_file()
+
+
+DECODE_ATTENTION_CHECK = """
+import json, torch, unsloth
+from torch.profiler import ProfilerActivity, profile
+from unsloth.utils.attention_dispatch import decode_scaled_dot_product_attention as unsloth_sdpa
+from unsloth_decode import groups_as_rows
+
+torch.manual_seed(0)
+batch, heads, kv_heads, dim, kv_len = 16, 32, 8, 128, 200  # Llama-3.1-8B's attention
+query = torch.randn(batch, 1, heads, dim, device="cuda", dtype=torch.bfloat16).transpose(1, 2)
+keys, values = (torch.randn(kv_len, batch, kv_heads, dim, device="cuda", dtype=torch.bfloat16).permute(1, 2, 0, 3)
+                for _ in range(2))
+mask = torch.ones(batch, 1, 1, kv_len, device="cuda", dtype=torch.bool)
+mask[: batch // 2, ..., :30] = False
+report = {}
+for name, sdpa in (("unsloth", unsloth_sdpa), ("rows", groups_as_rows(unsloth_sdpa))):
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        report[name] = sdpa(query, keys, values, attn_mask=mask, enable_gqa=True).float()
+    report[name + "_math"] = any("attention_math" in e.key for e in prof.key_averages())
+print(json.dumps({"max_diff": (report["unsloth"] - report["rows"]).abs().max().item(),
+                  "unsloth_math": report["unsloth_math"], "rows_math": report["rows_math"]}))
+"""
+
+
+def test_decode_attention_as_rows_matches_unsloths_without_the_math_kernel(tmp_path):
+    """On the GPU, with Unsloth's own decode SDPA: the same attention, and not by SDPA's math fallback."""
+    if not cuda_available():
+        pytest.skip("needs a CUDA GPU")
+    pytest.importorskip("unsloth")
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [sys.executable, "-c", DECODE_ATTENTION_CHECK], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["max_diff"] < 2e-2 and not report["rows_math"], report
+    assert report["unsloth_math"], "Unsloth's own call no longer falls back to math: the fix may be unneeded"

@@ -1,0 +1,195 @@
+"""The fixes to Unsloth's decode step (unsloth_decode.py): the same products as before, by other kernels.
+
+Unsloth itself needs CUDA; here the fixes are checked on the tensors and layouts its decode step hands them,
+and the patching on stand-in modules laid out as Unsloth 2026.10.9's."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+import unsloth_decode
+
+
+def _rows_layouts():
+    """[B, 1, H] inputs as a decode step may hand them to the LM head: fresh, a row sliced out of a longer
+    sequence (batch stride 5 x H), and a [1, B, H] buffer transposed (size-1 dimension's stride B x H)."""
+    import torch
+
+    torch.manual_seed(0)
+    return {
+        "contiguous": torch.randn(8, 1, 16),
+        "sliced from a sequence": torch.randn(8, 5, 16)[:, -1:],
+        "transposed": torch.randn(1, 8, 16).transpose(0, 1),
+        "a whole sequence": torch.randn(8, 5, 16),
+    }
+
+
+@pytest.mark.parametrize("layout", list(_rows_layouts()))
+def test_the_lm_head_multiplies_one_matrix_whatever_the_input_strides(layout):
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    head = torch.nn.Linear(16, 40, bias=False).requires_grad_(False)  # frozen, as under LoRA
+    hidden = _rows_layouts()[layout]
+    expected = torch.nn.functional.linear(hidden, head.weight)
+    unsloth_decode.fold_rows_into_one_matrix(head)
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        logits = head(hidden)
+    assert logits.shape == expected.shape
+    torch.testing.assert_close(logits, expected)
+    assert "aten::bmm" not in {e.key for e in prof.key_averages()}  # the weight is not expanded per row
+
+
+def test_without_the_fold_a_sliced_row_is_a_batched_product():
+    """The PyTorch behaviour the fold exists for: if this starts folding by itself, the fold can go."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    head = torch.nn.Linear(16, 40, bias=False).requires_grad_(False)  # a trainable weight is folded (with a copy)
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        head(_rows_layouts()["sliced from a sequence"])
+    assert "aten::bmm" in {e.key for e in prof.key_averages()}
+
+
+def test_the_folded_lm_head_trains_as_before():
+    import torch
+
+    head = torch.nn.Linear(16, 40)
+    plain = torch.nn.Linear(16, 40)
+    plain.load_state_dict(head.state_dict())
+    unsloth_decode.fold_rows_into_one_matrix(head)
+    hidden = torch.randn(4, 5, 16)
+    head(hidden[:, -2:]).square().sum().backward()
+    plain(hidden[:, -2:]).square().sum().backward()
+    torch.testing.assert_close(head.weight.grad, plain.weight.grad)
+    torch.testing.assert_close(head.bias.grad, plain.bias.grad)
+
+
+def test_a_copy_of_the_folded_lm_head_multiplies_by_its_own_weight():
+    """A reference model made by deep copy must not call the original's forward."""
+    import copy
+
+    import torch
+
+    head = torch.nn.Linear(16, 40, bias=False).requires_grad_(False)
+    unsloth_decode.fold_rows_into_one_matrix(head)
+    twin = copy.deepcopy(head)
+    twin.weight.zero_()
+    hidden = _rows_layouts()["sliced from a sequence"]
+    assert not twin(hidden).any() and head(hidden).any()
+
+
+# Llama-3.1's grouping (4 query heads per KV head) at a small size
+BATCH, HEADS, KV_HEADS, DIM, KV_LEN = 6, 8, 2, 16, 11
+
+
+def _decode_attention_inputs():
+    """One decode token as Unsloth's step lays it out: the query a [B, 1, heads, D] projection transposed,
+    K / V permuted out of a [kv_len, B, kv_heads, D] cache."""
+    import torch
+
+    torch.manual_seed(0)
+    query = torch.randn(BATCH, 1, HEADS, DIM).transpose(1, 2)
+    keys, values = (torch.randn(KV_LEN, BATCH, KV_HEADS, DIM).permute(1, 2, 0, 3) for _ in range(2))
+    return query, keys, values
+
+
+def _masks():
+    import torch
+
+    left_padded = torch.ones(BATCH, 1, 1, KV_LEN, dtype=torch.bool)
+    left_padded[: BATCH // 2, ..., :4] = False  # half the rows start with 4 padding positions
+    return {
+        "no mask": None,
+        "left padding (bool)": left_padded,
+        "left padding (additive)": torch.zeros(left_padded.shape).masked_fill(~left_padded, float("-inf")),
+    }
+
+
+class RecordingSdpa:
+    """Stands in for Unsloth's decode SDPA: keeps each call's arguments (and returns nothing)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, query, key, value, *args, **kwargs):
+        self.calls.append((query, key, value, args, kwargs))
+
+
+@pytest.mark.parametrize("mask", list(_masks()))
+def test_one_decode_token_as_rows_of_its_kv_head_equals_grouped_query_attention(mask):
+    import torch
+
+    query, keys, values = _decode_attention_inputs()
+    attn_mask = _masks()[mask]
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        query, keys, values, attn_mask=attn_mask, enable_gqa=True
+    )
+    unsloth_sdpa = RecordingSdpa()
+    out = unsloth_decode.groups_as_rows(unsloth_sdpa)(query, keys, values, attn_mask=attn_mask, enable_gqa=True)
+    assert out.shape == expected.shape
+    torch.testing.assert_close(out, expected)
+    assert not unsloth_sdpa.calls  # computed without GQA, not handed back
+
+
+def _other_calls():
+    """SDPA calls that are not one token of grouped-query decoding with a mask shared by the heads."""
+    import torch
+
+    query, keys, values = _decode_attention_inputs()
+    per_head_mask = torch.ones(BATCH, HEADS, 1, KV_LEN, dtype=torch.bool)
+    return {
+        "no GQA asked": ((query, keys, values), {"attn_mask": None}),
+        "causal": ((query, keys[:, :, :1], values[:, :, :1]), {"is_causal": True, "enable_gqa": True}),
+        "two query positions": ((torch.randn(BATCH, HEADS, 2, DIM), keys, values), {"enable_gqa": True}),
+        "a mask per head": ((query, keys, values), {"attn_mask": per_head_mask, "enable_gqa": True}),
+        "the mask positional": ((query, keys, values, per_head_mask[:, :1]), {"enable_gqa": True}),
+        "dropout": ((query, keys, values), {"dropout_p": 0.1, "enable_gqa": True}),
+        "as many KV heads as query heads": ((query, query, query), {"enable_gqa": True}),
+    }
+
+
+@pytest.mark.parametrize("case", list(_other_calls()))
+def test_other_attention_calls_go_to_unsloths_sdpa_unchanged(case):
+    args, kwargs = _other_calls()[case]
+    unsloth_sdpa = RecordingSdpa()
+    unsloth_decode.groups_as_rows(unsloth_sdpa)(*args, **kwargs)
+    (call,) = unsloth_sdpa.calls
+    assert all(a is b for a, b in zip(call[:3] + call[3], args, strict=True)) and call[4] == kwargs
+
+
+def _stand_in_unsloth(monkeypatch, decode_sdpa):
+    """Modules laid out as Unsloth 2026.10.9's: its decode SDPA in unsloth.utils.attention_dispatch, bound as
+    ``scaled_dot_product_attention`` in the model modules that decode with it."""
+    dispatch = types.ModuleType("unsloth.utils.attention_dispatch")
+    if decode_sdpa is not None:
+        dispatch.decode_scaled_dot_product_attention = decode_sdpa
+    utils = types.ModuleType("unsloth.utils")
+    utils.attention_dispatch = dispatch
+    llama = types.ModuleType("unsloth.models.llama")
+    llama.scaled_dot_product_attention = decode_sdpa
+    vision = types.ModuleType("unsloth.models.vision")
+    vision.scaled_dot_product_attention = RecordingSdpa()  # a different function: not Unsloth's decode SDPA
+    for module in (types.ModuleType("unsloth"), utils, dispatch, types.ModuleType("unsloth.models"), llama, vision):
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    return llama, vision
+
+
+def test_unsloths_decode_attention_is_patched_once_where_it_decodes(monkeypatch):
+    decode_sdpa = RecordingSdpa()
+    llama, vision = _stand_in_unsloth(monkeypatch, decode_sdpa)
+    other = vision.scaled_dot_product_attention
+    for _ in range(2):  # a second model in the process must not wrap the wrapper
+        unsloth_decode.attend_query_groups_as_rows()
+        assert llama.scaled_dot_product_attention.__wrapped__ is decode_sdpa
+    assert vision.scaled_dot_product_attention is other
+
+
+def test_an_unsloth_laid_out_otherwise_is_left_alone_with_a_warning(monkeypatch, caplog):
+    llama, _ = _stand_in_unsloth(monkeypatch, None)
+    unsloth_decode.attend_query_groups_as_rows()
+    assert llama.scaled_dot_product_attention is None
+    assert "decode attention was not sped up" in caplog.text
