@@ -14,10 +14,10 @@ batch (TRL's ``generation_batch_size``, completions per round), ``default`` (TRL
 ``auto`` (``memory.generation_batch_for``, our default); suffixes ``:w0`` (no warm-up round, for points
 after the first), ``:nographs`` (Unsloth's CUDA-graph decoding off), ``:compile`` (transformers' compiled
 static-cache decoding: for our rows the ``compile_generation`` option with a static cache, on any weights),
-``:unfolded`` (the LM head as Unsloth calls it, without ``unsloth_decode.fold_rows_into_one_matrix``), ``:foldqkv``
-(an experiment: Unsloth's decode projections given inputs with canonical strides, and the input layouts they
-were handed written to ``strides-<label>.json``), ``:gqamath`` (Unsloth's decode attention as it ships, without
-``unsloth_decode.attend_query_groups_as_rows``: SDPA's math kernel),
+``:unfolded`` (the LM head as Unsloth calls it, without ``unsloth_decode.fold_rows_into_one_matrix``),
+``:qkvstrided`` (Unsloth's decode projections as it calls them, without ``unsloth_decode.foldable_rows``),
+``:gqamath`` (Unsloth's decode attention as it ships, without ``unsloth_decode.groups_as_rows``: SDPA's math
+kernel),
 ``:profile`` (the first ``generate`` call after warm-up runs under ``torch.profiler``: where a decode step's time
 goes, as tables next to ``--out``; the profiler slows that round, so a profiled point's timings are not figures).
 Every point uses the same prompts (built-in arithmetic), G, completion length, optimizer batch, LoRA rank and a
@@ -62,7 +62,7 @@ class Point:
     compile: bool = False
     profile: bool = False
     fold: bool = True
-    fold_projections: bool = False
+    fold_projections: bool = True
     rows_attention: bool = True
 
     @classmethod
@@ -76,8 +76,8 @@ class Point:
                 point.fold = False
             elif flag == "gqamath":
                 point.rows_attention = False
-            elif flag == "foldqkv":
-                point.fold_projections = True
+            elif flag == "qkvstrided":
+                point.fold_projections = False
             elif flag in ("nographs", "compile", "profile"):
                 setattr(point, "graphs" if flag == "nographs" else flag, flag != "nographs")
             else:
@@ -229,43 +229,14 @@ def profiled(inner, path: Path, *args, **kwargs):
     return result
 
 
-def unsloth_decode_attention_as_shipped() -> None:
-    """Undo ``unsloth_decode.attend_query_groups_as_rows`` in this process (point flag ``:gqamath``)."""
-    import unsloth.models
-    from unsloth.utils import attention_dispatch
-
-    for name, module in list(sys.modules.items()):
-        if name.startswith(unsloth.models.__name__) and getattr(
-            module, "scaled_dot_product_attention", None
-        ) is getattr(attention_dispatch, "_grpo_groups_as_rows", False):
-            module.scaled_dot_product_attention = attention_dispatch.decode_scaled_dot_product_attention
-
-
-def fold_unsloth_projections(record: Path) -> None:
-    """Experiment for the decode step's q / k / v products (docs/benchmarks.md: batched GEMMs against weights
-    expanded per sequence): every Unsloth model module's ``fast_linear_forward`` gets its [B, 1, H] input with
-    canonical strides (a copy of B x H values when needed), and the (shape, strides) it was handed, per
-    projection size, are written to ``record``."""
-    import torch
-    import unsloth.models
-
-    seen: list[str] = []
-
-    def wrap(inner):
-        def fast_linear_forward(proj, X, temp_lora=None, out=None):
-            if X.dim() == 3 and X.stride(0) != X.stride(1) * X.shape[1]:  # torch.matmul's condition to fold
-                layout = f"{tuple(X.shape)} strides {X.stride()} into {getattr(proj, 'out_features', '?')} features"
-                if layout not in seen:
-                    seen.append(layout)
-                    record.write_text(json.dumps(seen, indent=1))
-                X = X.clone(memory_format=torch.contiguous_format)
-            return inner(proj, X, temp_lora=temp_lora, out=out)
-
-        return fast_linear_forward
-
-    for name, module in list(sys.modules.items()):
-        if name.startswith(unsloth.models.__name__) and hasattr(module, "fast_linear_forward"):
-            module.fast_linear_forward = wrap(module.fast_linear_forward)
+def unsloth_as_shipped(home: str, name: str, wrapper: str, bound_as: str | None = None) -> None:
+    """Undo one of ``unsloth_decode``'s patches in this process: Unsloth's ``home.name`` back where the
+    wrapper (kept as ``home.wrapper``) was bound (point flags ``:gqamath``, ``:qkvstrided``)."""
+    module = sys.modules[home]
+    for name_, model_module in list(sys.modules.items()):
+        bound = bound_as or name
+        if name_.startswith("unsloth.models") and getattr(model_module, bound, None) is getattr(module, wrapper):
+            setattr(model_module, bound, getattr(module, name))
 
 
 def length_reward(completions, **kwargs):
@@ -321,7 +292,8 @@ def ours_config(args, generation_batch: int | None, max_steps: int, point: Point
         "group_size": args.generations,
         "lora_rank": args.lora_rank,
         "use_wandb": False,
-        "output_dir": str(args.work_dir / f"{args.row}-{point.generation_batch}"),
+        # one folder per row and point: rows side by side on one host must not share a run folder
+        "output_dir": str(args.work_dir / f"{args.label or args.row}-{point.generation_batch}"),
         **settings(args, generation_batch, max_steps, point),
     }
     if point.compile:  # the product's option (grpo_trainer: one static cache size for the run), on any weights
@@ -365,7 +337,14 @@ class OursRunner:
         if not point.fold:  # back to the head's own forward (the fold is an attribute of the instance)
             self.loaded.model.get_output_embeddings().__dict__.pop("forward", None)
         if not point.rows_attention:
-            unsloth_decode_attention_as_shipped()
+            unsloth_as_shipped(
+                "unsloth.utils.attention_dispatch",
+                "decode_scaled_dot_product_attention",
+                "_grpo_groups_as_rows",
+                bound_as="scaled_dot_product_attention",
+            )
+        if not point.fold_projections:
+            unsloth_as_shipped("unsloth.kernels.utils", "fast_linear_forward", "_grpo_foldable_rows")
         self.probe.instrument(trainer.model)
         trainer.train(dataset(512, self.args.prompt_padding), callbacks=[self.probe.callback()])
         return trainer.trl_trainer
@@ -512,8 +491,6 @@ def run_point(args, runner, point: Point) -> dict:
         torch.cuda.reset_peak_memory_stats()
     runner.probe.compile_decode = point.compile
     label = f"{args.label or args.row}-{point.generation_batch}"
-    if point.fold_projections:
-        fold_unsloth_projections(args.out.parent / f"strides-{label}.json")
     runner.probe.reset(point.warmup_rounds if point.profile else None, args.out.parent / f"profile-{label}.txt")
     trainer = runner.run(point, batch, warmup_steps + timed_rounds * per_round)
     return summarize(args, point, batch or args.batch, reason, trainer, runner.probe, warmup_steps)

@@ -2,7 +2,7 @@
 # One device call for issue 15 (rollout throughput) on the Llama-3.1-8B shape: every row of
 # docs/benchmarks.md's rollout table, spread over the machine's GPUs by bench/gpu_queue.py (one row per GPU
 # at a time, highest priority first, rows that no longer fit the budget skipped).
-#   bash bench/gpu_rollout.sh [BUDGET_S] [sweep|levers|compile|profile|fold|foldqkv|attention]  (on the GPU host, with .whl and .device/tokenizer)
+#   bash bench/gpu_rollout.sh [BUDGET_S] [sweep|levers|compile|profile|fold|attention|decode]  (on the GPU host, with .whl and .device/tokenizer)
 # sweep: baselines, our backends at the automatic generation batch, the Unsloth sweep (first device call);
 # levers: steady state of Unsloth at 128, Unsloth bf16, compiled static-cache decoding, bnb with the dynamic
 # cache (second device call); compile: compiled decoding over 4 rounds of varying prompt lengths; profile: one
@@ -33,22 +33,25 @@ cat > /tmp/jobs.tsv <<JOBS
 unsloth_folded${tab}300${tab}$bench --row unsloth --label unsloth_folded --points 128 --steps 8
 unsloth_unfolded${tab}300${tab}$bench --row unsloth --label unsloth_unfolded --points 128:unfolded --steps 8
 JOBS
-elif [ "${2:-sweep}" = foldqkv ]; then
-# Next: the decode projections given canonical strides too (bench_gpu.py :foldqkv), against today's default.
-cat > /tmp/jobs.tsv <<JOBS
-unsloth_default${tab}300${tab}$bench --row unsloth --label unsloth_default --points 128 --steps 16
-unsloth_foldqkv${tab}300${tab}$bench --row unsloth --label unsloth_foldqkv --points 128:foldqkv --steps 16
-JOBS
 elif [ "${2:-sweep}" = attention ]; then
-# Decode attention as rows of each KV head (unsloth_decode.groups_as_rows, now the default) against Unsloth's
-# math fallback, side by side; the q / k / v experiment; the operations alone and the GPU check of the fix;
-# then a profile of the new default (where the rest of the step goes).
+# Decode attention as rows of each KV head (unsloth_decode.groups_as_rows) against Unsloth's math fallback; the
+# operations alone and the GPU check of the fix (the eighth session's first call).
 cat > /tmp/jobs.tsv <<JOBS
 unsloth_rows${tab}300${tab}$bench --row unsloth --label unsloth_rows --points 128 --steps 24
 unsloth_gqamath${tab}300${tab}$bench --row unsloth --label unsloth_gqamath --points 128:gqamath --steps 24
 ops${tab}150${tab}python3 bench/decode_ops.py --out $OUT/decode_ops.jsonl --batches 16,128 && PYTHONPATH=.:\$PYTHONPATH python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py -k decode_attention
-unsloth_foldqkv${tab}300${tab}$bench --row unsloth --label unsloth_foldqkv --points 128:foldqkv --steps 24
-unsloth_rows_profile${tab}300${tab}$bench --row unsloth --label unsloth_rows_profile --points 128:profile --steps 8
+JOBS
+elif [ "${2:-sweep}" = decode ]; then
+# Each of unsloth_decode's three fixes switched off alone, and all three (Unsloth as it ships), against the
+# default; then a profile of the default and the generation batch sweep of the default.
+cat > /tmp/jobs.tsv <<JOBS
+unsloth_default${tab}300${tab}$bench --row unsloth --label unsloth_default --points 128 --steps 24
+unsloth_shipped${tab}300${tab}$bench --row unsloth --label unsloth_shipped --points 128:unfolded:qkvstrided:gqamath --steps 16
+unsloth_gqamath${tab}300${tab}$bench --row unsloth --label unsloth_gqamath --points 128:gqamath --steps 24
+unsloth_qkvstrided${tab}300${tab}$bench --row unsloth --label unsloth_qkvstrided --points 128:qkvstrided --steps 24
+unsloth_profile${tab}200${tab}$bench --row unsloth --label unsloth_profile --points 128:profile --steps 8
+unsloth_256${tab}250${tab}$bench --row unsloth --label unsloth_sweep --points 256 --steps 32
+unsloth_64${tab}200${tab}$bench --row unsloth --label unsloth_sweep --points 64 --steps 16
 JOBS
 elif [ "${2:-sweep}" = profile ]; then
 cat > /tmp/jobs.tsv <<JOBS

@@ -161,35 +161,79 @@ def test_other_attention_calls_go_to_unsloths_sdpa_unchanged(case):
     assert all(a is b for a, b in zip(call[:3] + call[3], args, strict=True)) and call[4] == kwargs
 
 
-def _stand_in_unsloth(monkeypatch, decode_sdpa):
-    """Modules laid out as Unsloth 2026.10.9's: its decode SDPA in unsloth.utils.attention_dispatch, bound as
-    ``scaled_dot_product_attention`` in the model modules that decode with it."""
+def _products(inputs, linear_forward, weight):
+    """What ``linear_forward`` (Unsloth's ``fast_linear_forward`` signature) computes for each input, and
+    the aten operations it ran."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        products = [linear_forward(weight, X) for X in inputs]
+    return products, {e.key for e in prof.key_averages()}
+
+
+def unsloth_like_linear_forward(proj, X, temp_lora=None, out=None):
+    """Unsloth's one-token product of a dequantized weight: ``torch.matmul(X, W, out=out)``."""
+    import torch
+
+    return torch.matmul(X, proj, out=out)
+
+
+def test_a_projection_of_rows_of_a_wider_buffer_is_one_matrix_product():
+    """Unsloth's q / k / v inputs are [B, 1, H] rows of a wider buffer (strides (14336, 4096, 1) on an H200):
+    as it ships, a batched product (the weight read once per row); with the fix, one GEMM, the same values."""
+    import torch
+
+    buffer = torch.randn(8, 40)  # rows of a wider buffer, unsqueezed: strides (40, 16, 1)
+    inputs = [buffer[:, :16].unsqueeze(1), buffer[:, 8:24].unsqueeze(1), torch.randn(8, 1, 16)]
+    weight = torch.randn(16, 24)
+    shipped, shipped_ops = _products(inputs, unsloth_like_linear_forward, weight)
+    fixed, fixed_ops = _products(inputs, unsloth_decode.foldable_rows(unsloth_like_linear_forward), weight)
+    assert "aten::bmm" in shipped_ops and "aten::bmm" not in fixed_ops
+    for a, b in zip(shipped, fixed, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def _stand_in_unsloth(monkeypatch, complete: bool = True):
+    """Modules laid out as Unsloth 2026.10.9's: the decode SDPA in unsloth.utils.attention_dispatch and
+    ``fast_linear_forward`` in unsloth.kernels.utils, bound as globals in the model modules that decode with
+    them (``complete=False``: an Unsloth without them)."""
     dispatch = types.ModuleType("unsloth.utils.attention_dispatch")
-    if decode_sdpa is not None:
-        dispatch.decode_scaled_dot_product_attention = decode_sdpa
-    utils = types.ModuleType("unsloth.utils")
-    utils.attention_dispatch = dispatch
+    kernels = types.ModuleType("unsloth.kernels.utils")
     llama = types.ModuleType("unsloth.models.llama")
-    llama.scaled_dot_product_attention = decode_sdpa
-    vision = types.ModuleType("unsloth.models.vision")
-    vision.scaled_dot_product_attention = RecordingSdpa()  # a different function: not Unsloth's decode SDPA
-    for module in (types.ModuleType("unsloth"), utils, dispatch, types.ModuleType("unsloth.models"), llama, vision):
+    if complete:
+        dispatch.decode_scaled_dot_product_attention = llama.scaled_dot_product_attention = RecordingSdpa()
+        kernels.fast_linear_forward = llama.fast_linear_forward = unsloth_like_linear_forward
+    vision = types.ModuleType("unsloth.models.vision")  # other functions under the same names: left alone
+    vision.scaled_dot_product_attention, vision.fast_linear_forward = RecordingSdpa(), print
+    for name in ("unsloth", "unsloth.utils", "unsloth.kernels", "unsloth.models"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    for module in (dispatch, kernels, llama, vision):
         monkeypatch.setitem(sys.modules, module.__name__, module)
     return llama, vision
 
 
-def test_unsloths_decode_attention_is_patched_once_where_it_decodes(monkeypatch):
-    decode_sdpa = RecordingSdpa()
-    llama, vision = _stand_in_unsloth(monkeypatch, decode_sdpa)
-    other = vision.scaled_dot_product_attention
-    for _ in range(2):  # a second model in the process must not wrap the wrapper
-        unsloth_decode.attend_query_groups_as_rows()
-        assert llama.scaled_dot_product_attention.__wrapped__ is decode_sdpa
-    assert vision.scaled_dot_product_attention is other
+def _model():
+    import torch
+
+    head = torch.nn.Linear(16, 40, bias=False)
+    return types.SimpleNamespace(get_output_embeddings=lambda: head)
+
+
+def test_unsloths_decode_functions_are_patched_once_where_they_decode(monkeypatch):
+    llama, vision = _stand_in_unsloth(monkeypatch)
+    shipped = dict(vars(llama))
+    other = dict(vars(vision))
+    for model in (_model(), _model()):  # a second model in the process must not wrap the wrappers
+        unsloth_decode.speed_up_decoding(model)
+        assert llama.scaled_dot_product_attention.__wrapped__ is shipped["scaled_dot_product_attention"]
+        assert llama.fast_linear_forward.__wrapped__ is shipped["fast_linear_forward"]
+        assert "forward" in vars(model.get_output_embeddings())  # the head folded
+    assert vars(vision) == other
 
 
 def test_an_unsloth_laid_out_otherwise_is_left_alone_with_a_warning(monkeypatch, caplog):
-    llama, _ = _stand_in_unsloth(monkeypatch, None)
-    unsloth_decode.attend_query_groups_as_rows()
-    assert llama.scaled_dot_product_attention is None
-    assert "decode attention was not sped up" in caplog.text
+    llama, _ = _stand_in_unsloth(monkeypatch, complete=False)
+    unsloth_decode.speed_up_decoding(_model())
+    assert not hasattr(llama, "scaled_dot_product_attention") and not hasattr(llama, "fast_linear_forward")
+    assert caplog.text.count("decoding was not sped up") == 2
