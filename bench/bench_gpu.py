@@ -371,7 +371,7 @@ class PlainTRLRunner:
         values = settings(args, generation_batch, max_steps, point)
         values.pop("save_steps")
         training_args = GRPOConfig(
-            output_dir=str(args.work_dir / "trl"),
+            output_dir=str(args.work_dir / f"{args.label or args.row}-{point.generation_batch}"),
             num_generations=args.generations,
             bf16=cuda,
             use_cpu=not cuda,

@@ -2,7 +2,7 @@
 # One device call for issue 15 (rollout throughput) on the Llama-3.1-8B shape: every row of
 # docs/benchmarks.md's rollout table, spread over the machine's GPUs by bench/gpu_queue.py (one row per GPU
 # at a time, highest priority first, rows that no longer fit the budget skipped).
-#   bash bench/gpu_rollout.sh [BUDGET_S] [sweep|levers|compile|profile|fold|attention|decode]  (on the GPU host, with .whl and .device/tokenizer)
+#   bash bench/gpu_rollout.sh [BUDGET_S] [sweep|levers|compile|profile|fold|attention|decode|baselines]  (on the GPU host, with .whl and .device/tokenizer)
 # sweep: baselines, our backends at the automatic generation batch, the Unsloth sweep (first device call);
 # levers: steady state of Unsloth at 128, Unsloth bf16, compiled static-cache decoding, bnb with the dynamic
 # cache (second device call); compile: compiled decoding over 4 rounds of varying prompt lengths; profile: one
@@ -52,6 +52,15 @@ unsloth_qkvstrided${tab}300${tab}$bench --row unsloth --label unsloth_qkvstrided
 unsloth_profile${tab}200${tab}$bench --row unsloth --label unsloth_profile --points 128:profile --steps 8
 unsloth_256${tab}250${tab}$bench --row unsloth --label unsloth_sweep --points 256 --steps 32
 unsloth_64${tab}200${tab}$bench --row unsloth --label unsloth_sweep --points 64 --steps 16
+JOBS
+elif [ "${2:-sweep}" = baselines ]; then
+# The baselines again on the H200 (the first ones were H100s), so that the default's ratios are on one device,
+# beside Unsloth bf16 and compiled transformers bf16 with today's code.
+cat > /tmp/jobs.tsv <<JOBS
+trl_default${tab}330${tab}$bench --row trl_bf16 --label trl_bf16 --points default
+trl_128${tab}300${tab}$bench --row trl_bf16 --label trl_bf16_tuned --points 128 --steps 16
+unsloth_bf16${tab}300${tab}$bench --row unsloth_bf16 --points 128 --steps 24
+transformers_bf16_compile${tab}300${tab}$bench --row transformers_bf16 --label transformers_bf16_compile --points 128:compile --steps 16
 JOBS
 elif [ "${2:-sweep}" = profile ]; then
 cat > /tmp/jobs.tsv <<JOBS
