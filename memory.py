@@ -27,8 +27,8 @@ ACTIVATION_FACTOR = 16  # bytes per token per hidden unit in one layer's forward
 SAMPLING_BYTES = 16  # per sequence per vocabulary entry while sampling: fp32 logits, softmax, top-p sort
 # Largest generation round chosen automatically: completions per process, and optimizer steps that reuse one
 # round (every step after the first is slightly off-policy; TRL corrects with the old log-probabilities).
-# 128: on the 8B shape Unsloth decodes 993 tok/s at 128 and 1071 at 256 for 1.7x the memory, and plain
-# TRL / our transformers backend gain 6.5x from 16 to 128 (docs/benchmarks.md, H100, 2026-11-28).
+# 128: on the 8B shape (H200, unsloth_decode's fixes) Unsloth trains at 2292 completion tok/s with 128 and
+# 2961 with 256 for 1.7x the memory, and plain TRL gains 7x from 16 to 128 (docs/benchmarks.md, 2026-11-28).
 GENERATION_BATCH_CAP = 128
 MAX_STEPS_PER_GENERATION = 8
 MEMORY_HEADROOM = 0.85  # share of the free memory the estimate may fill (CUDA context, fragmentation)
