@@ -33,6 +33,7 @@ from typing import Any
 from config_base import (
     ALIASES,
     BACKENDS,
+    CAUSAL_LM,
     CONFIG_DIR,
     DEFAULT_LORA_TARGETS,
     EMBEDDED_MODEL,
@@ -40,10 +41,10 @@ from config_base import (
     PRESET_FILES,
     PROJECT_DEFAULTS,
     REWARD_FUNCTION_TYPES,
-    REWARD_MODEL_TASK,
     REWARD_NAMES,
     REWARD_WEIGHT_PRESETS,
     ConfigError,
+    foreign_adapter,
     import_unsloth_first,
     load_preset,
     read_adapter_config,
@@ -260,7 +261,7 @@ class GRPOConfig(trl.GRPOConfig):
                 f"init_adapter={self.init_adapter}: no adapter_model.safetensors there; give a finished run's folder "
                 "or one of its checkpoint-N folders."
             )
-        if self.init_adapter and read_adapter_config(self.init_adapter).get("task_type") == REWARD_MODEL_TASK:
+        if self.init_adapter and foreign_adapter(self.init_adapter, CAUSAL_LM):
             raise ConfigError(  # was "does not fit ... use the same --model and --lora-rank", which were the same
                 f"init_adapter={self.init_adapter} is a reward model (train_reward_model.py), not a policy: use it as "
                 f"a reward with --reward-model {self.init_adapter}, or give a GRPO run's folder."

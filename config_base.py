@@ -177,6 +177,20 @@ def read_adapter_config(folder: str | Path) -> dict[str, Any]:
     return saved if isinstance(saved, dict) else {}
 
 
+# The PEFT task of each script's adapters -> (what such a folder holds, the script that makes it)
+ADAPTER_TASKS = {
+    CAUSAL_LM: ("a GRPO policy", "train_grpo.py"),
+    REWARD_MODEL_TASK: ("a reward model", "train_reward_model.py"),
+}
+
+
+def foreign_adapter(folder: str | Path, task: str) -> tuple[str, str] | None:
+    """(what it is, which script made it) when ``folder`` holds an adapter of our other script than the one whose
+    adapters have PEFT task ``task``; None otherwise (its own kind, no adapter, or someone else's)."""
+    theirs = read_adapter_config(folder).get("task_type")
+    return ADAPTER_TASKS[theirs] if theirs in ADAPTER_TASKS and theirs != task else None
+
+
 def load_preset(name: str) -> dict[str, Any]:
     """A preset's settings; the files it names (its reward config) are the project's, found wherever the command
     runs (``--production`` from another directory failed with "reward config file not found")."""

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from checkpoints import CheckpointError, clear_staging, complete_checkpoints, read_trainer_state, resolve_checkpoint
 from config import ConfigError, GRPOConfig
-from config_base import CAUSAL_LM, REWARD_MODEL_TASK, read_adapter_config, world_size
+from config_base import CAUSAL_LM, foreign_adapter, world_size
 
 logger = logging.getLogger(__name__)
 
@@ -228,11 +228,6 @@ NEW, RUNNING, INTERRUPTED, FINISHED, FOREIGN = "new", "running", "interrupted", 
 START, REPLACE, RESUME, EVALUATE = "start", "replace", "resume", "evaluate"
 FINAL_ADAPTER = "adapter_model.safetensors"
 HEARTBEAT_STALE_S = 1800  # a run on another host that has not logged for this long is taken as stopped
-# The PEFT task of each script's adapters: a run folder or checkpoint of the other script is refused by name.
-ADAPTER_TASKS = {
-    CAUSAL_LM: ("a GRPO policy's", "train_grpo.py"),
-    REWARD_MODEL_TASK: ("a reward model's", "train_reward_model.py"),
-}
 
 
 @dataclass(frozen=True)
@@ -344,7 +339,7 @@ def _decide(config: GRPOConfig, explicit: bool, evaluating: bool) -> RunPlan:
         state = run_dir_state(path)
         if state == RUNNING:  # its log and eval_results would mix with the run's (fault hunt)
             raise RunDirError(_in_use(path))
-        if read_adapter_config(path).get("task_type") == REWARD_MODEL_TASK:  # was: unknown keys in its run_config
+        if foreign_adapter(path, CAUSAL_LM):  # a reward model's folder (was: unknown keys in its run_config)
             raise RunDirError(
                 f"{path} holds a reward model (train_reward_model.py), not a GRPO run: its held-out accuracy is in "
                 f"its reward_model.json; use it as a reward with --reward-model {path}."
@@ -411,11 +406,11 @@ def _plan_resume(path: Path, state: str, resume: str, overwrite: bool, task: str
             f"--resume-from-checkpoint, or name the run's folder with --output-dir."
         )
     checkpoint = resolve_checkpoint(resume, path)
-    theirs = read_adapter_config(checkpoint).get("task_type")
-    if theirs in ADAPTER_TASKS and theirs != task:  # it failed mid-load, after rewriting the other run's files
-        what, script = ADAPTER_TASKS[theirs]
+    other = foreign_adapter(checkpoint, task)
+    if other:  # it failed mid-load, after rewriting the other run's files
+        what, script = other
         raise RunDirError(
-            f"--resume-from-checkpoint {resume}: {checkpoint} is {what} checkpoint; continue that run with {script}, "
+            f"--resume-from-checkpoint {resume}: {checkpoint} is {what}'s checkpoint; continue that run with {script}, "
             f"or give this script a run of its own (another --output-dir)."
         )
     owner = Path(checkpoint).resolve().parent
@@ -701,8 +696,9 @@ ENVIRONMENT_ERRNOS = {
 TORCH_WRITE_FAILED = "file write failed"
 
 
-def environment_problem(err: OSError | RuntimeError) -> str | None:
-    """One line for an error that the machine causes (read-only, full disk, permissions), else None."""
+def environment_problem(err: OSError | RuntimeError, training: bool = True) -> str | None:
+    """One line for an error that the machine causes (read-only, full disk, permissions), else None; a training
+    run's line says how to continue it (an evaluation or a preview has no checkpoint to continue)."""
     if isinstance(err, RuntimeError):
         if TORCH_WRITE_FAILED not in str(err):
             return None
@@ -714,13 +710,14 @@ def environment_problem(err: OSError | RuntimeError) -> str | None:
         return None
     # permissions fail reads too (a model file the user may not read was reported as "cannot write": fault hunt)
     verb = "access" if getattr(err, "errno", None) in (errno.EACCES, errno.EPERM) else "write"
-    return f"cannot {verb}{where}: {advice}. Any checkpoint already saved resumes with --resume-from-checkpoint latest."
+    resume = " Any checkpoint already saved resumes with --resume-from-checkpoint latest." if training else ""
+    return f"cannot {verb}{where}: {advice}.{resume}"
 
 
-def report_failure(err: BaseException) -> int:
+def report_failure(err: BaseException, training: bool = True) -> int:
     """The exit status of a run stopped by ``err``, which is not the user's input: 2 with one line for the machine's
     problems (read-only, full disk, permissions), 1 with the traceback in the log for anything else (a bug)."""
-    problem = environment_problem(err) if isinstance(err, (OSError, RuntimeError)) else None
+    problem = environment_problem(err, training) if isinstance(err, (OSError, RuntimeError)) else None
     if problem is None:
         report_crash(err)
         return 1

@@ -614,7 +614,7 @@ def cli(argv: list[str] | None = None) -> int:
         logger.error("%s", err)
         return 2
     except Exception as err:  # noqa: BLE001 - the machine's problem (one line) or a bug (traceback to the log)
-        return report_failure(err)
+        return report_failure(err, training=not (args.eval_only or args.reward_preview))
     finally:
         restore_stdout()
     return 130 if result.get("interrupted") else 0

@@ -517,7 +517,16 @@ def test_environment_errors_are_one_line(code, advice):
     message = environment_problem(OSError(code, os.strerror(code), "/runs/x/adapter_model.safetensors"))
     verb = "access" if code == errno.EACCES else "write"  # a permission error may be a read's
     assert message.startswith(f"cannot {verb} /runs/x/adapter_model.safetensors: ") and advice in message
+    assert message.endswith("resumes with --resume-from-checkpoint latest.")
     assert environment_problem(OSError(errno.EBADF, "bad")) is None
+
+
+def test_an_evaluation_stopped_by_the_machine_is_not_told_to_resume():
+    message = environment_problem(OSError(errno.ENOSPC, "full", "/runs/x/eval_results.json"), training=False)
+    assert (
+        message
+        == "cannot write /runs/x/eval_results.json: the disk is full; free some space or choose another --output-dir."
+    )
 
 
 def test_summary_line_names_the_numbers_a_person_watches():
