@@ -18,7 +18,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from config_base import deepspeed_enabled, fsdp_enabled, world_size
+from config_base import deepspeed_enabled, fsdp_enabled, read_adapter_config, world_size
 from models import ModelError
 
 logger = logging.getLogger(__name__)
@@ -191,11 +191,10 @@ def _find_checkpoint(resume: str | None, output_dir: str | Path) -> str | None:
 def check_adapter_matches(checkpoint: str | Path, model) -> None:
     """Refuse a checkpoint whose LoRA adapter differs from this run's (base model, rank, alpha, targets):
     its weights would not fit, or would fit a different model."""
-    adapter_config = Path(checkpoint) / ADAPTER_CONFIG
     peft_config = getattr(model, "peft_config", {}).get("default")
-    if not adapter_config.is_file() or peft_config is None:
+    saved = read_adapter_config(checkpoint)  # {} when there is none: nothing to compare
+    if not saved or peft_config is None:
         return
-    saved = json.loads(adapter_config.read_text(encoding="utf-8"))
     saved_base = saved.get("base_model_name_or_path")
     if saved_base and not _same_model(saved_base, peft_config.base_model_name_or_path):
         raise ModelError(
