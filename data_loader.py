@@ -251,7 +251,8 @@ _TLDR_RE = re.compile(r"^\s*TL;DR:\s*", re.IGNORECASE)
 
 
 def convert_summarize_carper(row: Row) -> Row:
-    """CarperAI/openai_summarize_comparisons: ``prompt`` ends with 'TL;DR:', answers start with it."""
+    """CarperAI/openai_summarize_comparisons: ``prompt`` is 'SUBREDDIT: r/...\nTITLE: ...\nPOST: ...' (the published
+    rows; its card and the TL;DR SFT set end the prompt with 'TL;DR:'), answers start with 'TL;DR:'."""
     body = re.sub(r"\s*TL;DR:\s*$", "", _text(row[PROMPT], PROMPT))
     match = re.match(r"SUBREDDIT: r/(.*)\nTITLE: (.*)\nPOST: (.*)", body, re.DOTALL)
     prompt = _summary_prompt(*match.groups()) if match else _user(f"{SUMMARY_INSTRUCTION}\n\n{body}")
@@ -332,6 +333,15 @@ ACCEPTED_SHAPES = (
 )
 
 
+def _carper_summary_row(prompt: Any, chosen: Any) -> bool:
+    """CarperAI's layout: string answers to a prompt ending with 'TL;DR:', or to a Reddit post header
+    ('SUBREDDIT: r/...') with answers starting 'TL;DR:', as all the published rows are (tests/data: the
+    loader took them for plain preference rows, 'TL;DR:' left in every answer, until a real file was tried)."""
+    if not (isinstance(prompt, str) and isinstance(chosen, str)):
+        return False
+    return prompt.rstrip().endswith("TL;DR:") or (prompt.startswith("SUBREDDIT: r/") and bool(_TLDR_RE.match(chosen)))
+
+
 def detect_format(row: Row) -> str:
     """The converter name for a row, from its keys (and, for hh-rlhf, the shape of its strings)."""
     keys = set(row)
@@ -343,7 +353,7 @@ def detect_format(row: Row) -> str:
         return "question_answer"
     if PROMPT in keys:
         prompt = row[PROMPT]
-        if isinstance(prompt, str) and prompt.rstrip().endswith("TL;DR:") and isinstance(row.get(CHOSEN), str):
+        if _carper_summary_row(prompt, row.get(CHOSEN)):
             return "summarize_carper"
         return "preference"
     if {CHOSEN, REJECTED} <= keys:
@@ -908,7 +918,9 @@ DATASET_SOURCES: dict[str, DatasetSource] = {
 }
 HUB_ID_TO_SOURCE = {source.hub_id.lower(): name for name, source in DATASET_SOURCES.items() if source.hub_id}
 # Known on the hub but not loaded by name: loading the source it resembles would train on other data, silently.
-HUB_IDS_BY_FILE = {"carperai/openai_summarize_comparisons": "its layout (prompt ... TL;DR:, chosen, rejected)"}
+HUB_IDS_BY_FILE = {
+    "carperai/openai_summarize_comparisons": "its layout (prompt 'SUBREDDIT: ... POST: ...', answers 'TL;DR: ...')"
+}
 
 
 def _hub_arguments(source_name: str, split: str, subset: str | None) -> dict:

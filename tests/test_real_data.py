@@ -31,6 +31,8 @@ HH_SAMPLE = DATA / "hh_rlhf_harmless_test_sample.jsonl.gz"  # 108 rows of anthro
 UF_FLAT_SAMPLE = DATA / "ultrafeedback_binarized_flat_sample.jsonl"  # 40 UltraFeedback binarized rows
 OPENBMB_SAMPLE = DATA / "openbmb_pipeline_truthful_qa.json"  # 10 rows of the openbmb/UltraFeedback schema
 SUMMARIZE_ROW = DATA / "summarize_from_feedback_readme_row.jsonl"  # the dataset authors' example comparison
+CARPER_SAMPLE = DATA / "carperai_openai_summarize_comparisons_sample.jsonl"  # 40 CarperAI comparison rows
+UF_MESSAGES_ROW = DATA / "ultrafeedback_binarized_train_prefs_row0.json"  # train_prefs row 0, message lists
 
 
 def roles(prompt):
@@ -113,6 +115,33 @@ def test_real_summarize_from_feedback_comparison():
     # the same file as a user's own data is recognised by its columns
     own = load_grpo_dataset(str(SUMMARIZE_ROW))[0]
     assert (own[PROMPT], own[CHOSEN], own[REJECTED]) == (row[PROMPT], row[CHOSEN], row[REJECTED])
+
+
+def test_real_carper_summarize_comparisons_rows():
+    """The published rows' prompt is the post header and post, without the card's closing 'TL;DR:', and every
+    answer starts with 'TL;DR:': they were read as plain preference rows, 'TL;DR:' kept in the answers."""
+    raw = [json.loads(line) for line in CARPER_SAMPLE.read_text().splitlines()]
+    assert not any(row[PROMPT].rstrip().endswith("TL;DR:") for row in raw)  # the file is as published
+    named = load_grpo_dataset("openai_summarize", dataset_path=str(CARPER_SAMPLE))
+    own = load_grpo_dataset(str(CARPER_SAMPLE))  # the same file as a user's own data
+    for dataset in (named, own):
+        assert len(dataset) == 40
+        assert not any(answer.upper().startswith("TL;DR") for answer in [*dataset[CHOSEN], *dataset[REJECTED]])
+        text = dataset[0][PROMPT][0]["content"]
+        assert "SUBREDDIT: r/relationships" in text and "TITLE: To admit or not to admit snooping" in text
+        assert dataset[0][CHOSEN].startswith("Snooped, found something, should I admit what I found")
+    assert list(named[PROMPT]) == list(own[PROMPT])
+    # the same instruction as OpenAI's own layout of the dataset gets
+    openai_text = load_grpo_dataset(str(SUMMARIZE_ROW))[0][PROMPT][0]["content"]
+    assert text.split("SUBREDDIT:")[0] == openai_text.split("SUBREDDIT:")[0] != ""
+
+
+def test_real_ultrafeedback_binarized_row_in_its_message_list_layout():
+    raw = json.loads(UF_MESSAGES_ROW.read_text())
+    row = load_grpo_dataset("ultrafeedback", dataset_path=str(UF_MESSAGES_ROW))[0]
+    assert row[PROMPT] == [{"role": "user", "content": "how can i develop a habit of drawing daily"}]
+    assert row[CHOSEN] == raw["chosen"][-1]["content"] and row[REJECTED] == raw["rejected"][-1]["content"]
+    assert row["score_chosen"] == raw["score_chosen"] == 8.5
 
 
 def test_openbmb_schema_completions_column_is_renamed(caplog):
