@@ -56,9 +56,8 @@ def _patch_unsloth_models(home: str, name: str, wrap, bound_as: str | None = Non
     """Replace Unsloth's function ``home.name`` by ``wrap(it)`` in every ``unsloth.models`` module that calls it.
 
     The model modules bind the function as a global (``from ... import name [as bound_as]``), so each binding
-    is replaced; the
-    wrapper is made once per process (kept on ``home``), so a second model does not wrap it twice. Where Unsloth
-    is laid out otherwise than 2026.10.9, nothing is patched and a warning says so."""
+    is replaced; the wrapper is made once per process (kept on ``home``), so a second model does not wrap it
+    twice. Where Unsloth is laid out otherwise than 2026.10.9, nothing is patched and a warning says so."""
     original = getattr(sys.modules.get(home), name, None)
     if original is None:
         logger.warning("Unsloth's decoding was not sped up: %s.%s is missing (another Unsloth version?)", home, name)
