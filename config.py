@@ -436,6 +436,9 @@ def check_value(key: str, value: Any) -> None:
         raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(choices)}.")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{key}={value!r} must be a finite number.")
+    if isinstance(value, list) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
+        # reward_weights [NaN] zeroed every reward and [inf] made it inf: the run learned nothing (fault hunt)
+        raise ConfigError(f"{key}={value!r}: every number must be finite.")
     if value is None or isinstance(value, bool):
         return
     if key in POSITIVE and isinstance(value, (int, float)) and value <= 0:

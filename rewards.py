@@ -234,9 +234,10 @@ def get_custom_reward(
 ) -> RewardFunc:
     inner = load_function(function) if function else default_custom_reward
 
-    def custom_reward(completions: list, **kwargs: Any) -> list[float]:
-        raw = inner(completions, **kwargs)
-        return [scale_signed(float(v), reward_scale, penalty_scale) for v in raw]
+    def custom_reward(completions: list, **kwargs: Any) -> list[float | None]:
+        raw = inner(completions=completions, **kwargs)
+        # None stays None: TRL leaves it out of the sum (it was float(None), a failure scoring 0.0: fault hunt)
+        return [None if v is None else scale_signed(float(v), reward_scale, penalty_scale) for v in raw]
 
     return custom_reward
 
@@ -465,7 +466,9 @@ def _score_batch(fn: RewardFunc, completions: list, kwargs: dict, warnings: _War
 
 
 def _call(fn: RewardFunc, completions: list, kwargs: dict) -> list | None:
-    result = fn(completions, **kwargs)
+    # by keyword, as TRL calls it: ``def f(prompts, completions, **kwargs)`` got completions as its prompts and
+    # failed on every call, scoring 0.0 (fault hunt)
+    result = fn(completions=completions, **kwargs)
     if inspect.iscoroutine(result):  # an ``async def`` reward
         result = asyncio.run(result)
     return None if result is None else list(result)
@@ -527,7 +530,7 @@ FLOAT32_MAX = 3.4028234663852886e38  # TRL keeps rewards in float32: a larger sc
 def _as_finite_float(value: Any) -> float | None:
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float (10**400)
         return None
     return number if math.isfinite(number) and abs(number) <= FLOAT32_MAX else None
 
@@ -558,7 +561,17 @@ def load_reward_config(reward_config: str | Path | dict | None) -> dict[str, dic
             if isinstance(value, bool) or not isinstance(value, schema[key]):
                 expected = " or ".join(t.__name__ for t in schema[key])
                 raise ConfigError(f"{source}: {section}.{key} must be {expected}, got {type(value).__name__}.")
+            _check_setting_value(f"{source}: {section}.{key}", value)
     return data
+
+
+def _check_setting_value(where: str, value: Any) -> None:
+    """A number in a reward config is finite (a NaN weight zeroed every reward and the run learned nothing), a
+    list holds strings (keywords of numbers crashed the first scoring): fault hunt."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where} is {value}; give a finite number.")
+    if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+        raise ConfigError(f'{where} must be a list of strings, e.g. ["correct", "yes"].')
 
 
 def reward_weight(name: str, section: dict[str, Any], preset: str) -> float:
@@ -656,7 +669,7 @@ def score_completions(
     functions: list[RewardFunc], completions: list, columns: dict[str, list]
 ) -> dict[str, list[float | None]]:
     """Score ``completions`` with each function, passing dataset ``columns`` as TRL would."""
-    return {fn.__name__: fn(completions, **columns) for fn in functions}
+    return {fn.__name__: fn(completions=completions, **columns) for fn in functions}
 
 
 def weighted_total(scores: dict[str, list[float | None]], weights: list[float]) -> list[float | None]:

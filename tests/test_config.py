@@ -152,6 +152,8 @@ def test_same_setting_twice_in_one_layer_is_refused(tmp_path):
         ({"reward_function_type": "fancy"}, "systematic"),
         ({"reward_config_name": "spicy"}, "balanced"),
         ({"learning_rate": -1}, "learning_rate=-1 must be a positive number"),
+        ({"reward_weights": [float("nan")]}, "every number must be finite"),  # learned nothing (fault hunt)
+        ({"reward_weights": [float("inf")]}, "every number must be finite"),
         ({"max_completion_length": 4096}, "must be below max_seq_length"),
         ({"lora_rank": "8"}, "lora_rank='8' must be an integer"),
         ({"streaming": True}, "give max_steps"),

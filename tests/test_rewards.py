@@ -127,6 +127,25 @@ def test_custom_scaling(tmp_path, raw, expected):
     assert reward(["anything"]) == [pytest.approx(expected)]
 
 
+def test_custom_function_returning_none_is_left_out_not_a_failure(tmp_path, caplog):
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text("def score(completions, **kwargs):\n    return [None, 0.5][: len(completions)]\n")
+    functions, _ = build_reward_functions(["custom"], {"custom": {"function": f"{plugin}:score"}})
+    assert functions[0](["a", "b"]) == [None, 0.5] and "failed" not in caplog.text
+
+
+def test_a_reward_taking_prompts_before_completions_is_called_as_trl_calls_it(tmp_path):
+    """def f(prompts, completions, **kwargs), the tutorials' shape, got the completions as its prompts and failed on
+    every call, training on zero rewards (fault hunt): rewards are called by keyword, as TRL calls them."""
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(
+        "def first(prompts, completions, answer, **kwargs):\n"
+        "    return [float(c == a) for c, a in zip(completions, answer)]\n"
+    )
+    functions, _ = build_reward_functions([f"{plugin}:first"])
+    assert functions[0](prompts=["p", "q"], completions=["4", "5"], answer=["4", "4"]) == [1.0, 0.0]
+
+
 def test_builtin_custom_penalises_repetition():
     reward = get_custom_reward()
     fine, repetitive, empty = reward(["A clear and short answer.", "yes yes yes yes yes yes yes", ""])
@@ -152,8 +171,10 @@ def test_weights_from_seed_reward_config():
         ({"length": {"optimal_length": "150"}}, "length.optimal_length must be int or float"),
         ({"custom": {"function": "no_such_module.fn"}}, "importing no_such_module failed"),
         ({"length": {"unit": "tokens"}}, "choose one of words, characters"),
-        ({"length": {"optimal_length": float("inf")}}, "optimal_length=inf must be a positive, finite number"),
+        ({"length": {"optimal_length": float("inf")}}, "length.optimal_length is inf; give a finite number"),
         ({"length": {"optimal_length": -5}}, "optimal_length=-5 must be a positive, finite number"),
+        ({"length": {"weight": float("nan")}}, "length.weight is nan; give a finite number"),  # learned nothing
+        ({"accuracy": {"correct_keywords": [1, 2]}}, "accuracy.correct_keywords must be a list of strings"),
     ],
 )
 def test_reward_config_validation(config, message):
@@ -193,6 +214,7 @@ def test_raising_reward_scores_zero_and_counts(caplog):
         ([1.0], [0.0, 0.0]),  # wrong count
         (["x", 2], [0.0, 2.0]),  # not a number
         (None, [0.0, 0.0]),  # no list at all (a missing return)
+        ([10**400, 1], [0.0, 1.0]),  # an int beyond float: OverflowError stopped training (fault hunt)
     ],
 )
 def test_bad_reward_outputs(output, expected):
