@@ -140,6 +140,25 @@ def unsloth_imported() -> bool:
 
 # ------------------------------------------------------------------------------------------------------------
 # JSON layers
+class DuplicateKeyError(ValueError):
+    """A JSON object names one key twice: which value was meant is unknown (``json`` keeps the last, silently)."""
+
+    def __init__(self, key: str):
+        super().__init__(f"key {key!r} appears twice in one object")
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json.loads`` that refuses a key given twice (a config with two learning_rate
+    lines used the last one without a word, a data row with two "chosen" trained on one of them: fault hunt)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise DuplicateKeyError(key)
+        seen[key] = value
+    return seen
+
+
 def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
     """Read a JSON object from ``path`` with errors that name the file and the line."""
     path = Path(path)
@@ -148,7 +167,9 @@ def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{what} file not found: {path}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=unique_keys)
+    except DuplicateKeyError as err:
+        raise ConfigError(f"{what} {path}: {err}; keep one of them.") from None
     except UnicodeDecodeError as err:
         raise ConfigError(
             f"{what} {path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8."

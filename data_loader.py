@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from config_base import DuplicateKeyError, unique_keys
+
 logger = logging.getLogger(__name__)
 
 PROMPT, CHOSEN, REJECTED = "prompt", "chosen", "rejected"
@@ -584,7 +586,9 @@ def iter_json_lines(path: Path, report: ConversionReport) -> Iterator[tuple[str,
                 if not line.strip():
                     continue
                 try:
-                    record = json.loads(line)
+                    record = json.loads(line, object_pairs_hook=unique_keys)
+                except DuplicateKeyError as err:
+                    raise DataError(f"{path}:{lineno}: {err}; keep one of them.") from None
                 except json.JSONDecodeError as err:
                     report.skip(f"{path}:{lineno}", "malformed JSON", f"({err.msg} at column {err.colno})")
                     continue
@@ -616,7 +620,9 @@ def read_json_records(path: Path, report: ConversionReport) -> Iterator[tuple[st
     if path.suffix == ".json" or _starts_with_array(path):
         try:
             with _open_text(path) as handle:
-                data = json.loads(handle.read())
+                data = json.loads(handle.read(), object_pairs_hook=unique_keys)
+        except DuplicateKeyError as err:
+            raise DataError(f"{path}: {err}; keep one of them.") from None
         except UnicodeDecodeError as err:
             raise _not_utf8(path, err) from None
         except json.JSONDecodeError:
@@ -658,6 +664,7 @@ def read_csv_records(path: Path, report: ConversionReport) -> Iterator[tuple[str
     try:
         with _open_text(path, newline="") as handle:
             reader = csv.DictReader(handle, strict=True)
+            reader.fieldnames = _header(path, reader.fieldnames)
             for record in reader:
                 line = reader.line_num
                 if None in record:
@@ -673,6 +680,18 @@ def read_csv_records(path: Path, report: ConversionReport) -> Iterator[tuple[str
             f"{path}: malformed CSV after line {line} ({err}), e.g. a quote that is never closed. "
             "Fix the quoting, or save the data as JSON Lines."
         ) from None
+
+
+def _header(path: Path, names: list[str] | None) -> list[str] | None:
+    """A CSV header's column names without the spaces around them ("prompt, chosen" kept " chosen", no reference
+    column), each once (a second "chosen" silently replaced the first: fault hunt)."""
+    if names is None:
+        return None
+    names = [name.strip() for name in names]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise DataError(f"{path}:1: the header names column(s) {', '.join(map(repr, twice))} twice; keep one of each.")
+    return names
 
 
 RECORD_READERS = {

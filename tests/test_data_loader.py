@@ -445,6 +445,14 @@ def test_csv_numbers_stay_text(tmp_path):
     assert dataset[CHOSEN] == ["4", "6"] and dataset[REJECTED] == ["5", "7"]
 
 
+def test_csv_header_names_lose_the_spaces_around_them(tmp_path):
+    """A header typed as "prompt, chosen" kept a column " chosen": no reference, every row graded by keywords."""
+    path = tmp_path / "spaced.csv"
+    path.write_text("prompt, chosen , rejected\nWhat is 2+2?,4,5\n", encoding="utf-8")
+    row = load_grpo_dataset(str(path))[0]
+    assert (row[CHOSEN], row[REJECTED]) == ("4", "5") and " chosen " not in row
+
+
 CHAT_PROMPT = [{"role": "system", "content": 'Be brief, say "ok"'}, {"role": "user", "content": "What is 2+2?"}]
 
 

@@ -258,6 +258,18 @@ DATA_CASES = [
         ["{tmp}/nope"],
     ),
     Case("data-unknown-hub-dataset", [*PREVIEW, "--dataset", "nobody/no-such-dataset"], 2, ["nobody/no-such-dataset"]),
+    # fourth hunt (data and rewards): the last of two values silently won
+    preview(
+        "data-jsonl-key-twice",
+        {"data.jsonl": GOOD + '{"prompt": "What is 1+1?", "chosen": "2", "chosen": "3"}\n'},
+        ["data.jsonl:9", "'chosen' appears twice"],
+    ),
+    preview(
+        "data-csv-column-twice",
+        {"d.csv": "prompt,chosen,chosen\nWhat is 1+1?,2,3\n"},
+        ["d.csv:1", "'chosen'"],
+        args=["--custom-data", "{tmp}/d.csv"],
+    ),
 ]
 
 CONFIG_CASES = [
@@ -339,6 +351,8 @@ CONFIG_CASES = [
     Case("config-backend-unknown", [*PREVIEW, *DATA, "--backend", "bogus"], 2, ["--backend"]),
     Case("config-max-steps-not-int", [*PREVIEW, *DATA, "--max-steps", "two"], 2, ["--max-steps"]),
     Case("config-reward-name-unknown", [*PREVIEW, *DATA, "--reward-function", "bogus"], 2, ["bogus"]),
+    config_case("config-key-twice", '{"learning_rate": 1e-5, "learning_rate": 2e-5}', ["c.json", "'learning_rate'"]),
+    config_case("config-reward-weights-nan", '{"reward_weights": [NaN]}', ["c.json", "reward_weights"]),
 ]
 
 REWARD_CASES = [
@@ -428,6 +442,8 @@ REWARD_CASES = [
     reward_config("reward-config-invalid-json", "{oops", ["r.json"]),
     reward_config("reward-config-unknown-key", json.dumps({"lenght": {}}), ["r.json", "lenght"]),
     reward_config("reward-config-weight-text", json.dumps({"length": {"weight": "heavy"}}), ["r.json", "weight"]),
+    reward_config("reward-config-weight-nan", '{"length": {"weight": NaN}}', ["r.json", "length.weight"]),
+    reward_config("reward-config-keywords-numbers", '{"accuracy": {"correct_keywords": [1, 2]}}', ["r.json"]),
     Case(
         "reward-config-missing",
         [*PREVIEW, *DATA, "--reward-config", "{tmp}/none.json"],
