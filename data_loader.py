@@ -43,6 +43,9 @@ QUESTION, ANSWER = "question", "answer"
 # format), read as ``chosen`` when there is no ``chosen`` column.
 REFERENCE_COLUMNS = (ANSWER, "solution", "completion")
 ROLE, CONTENT = "role", "content"
+# A whole conversation in one column (TRL's conversational format, e.g. SFT data): the turns before its final
+# assistant reply are the prompt, that reply the reference.
+MESSAGES = "messages"
 SCHEMA_COLUMNS = (PROMPT, CHOSEN, REJECTED)
 
 # Keyword arguments that TRL 1.15's GRPOTrainer._calculate_rewards passes to every reward function next to the
@@ -132,30 +135,34 @@ def convert_preference(row: Row) -> Row:
     """``prompt`` (string or messages) with optional ``chosen``/``rejected`` (strings or conversations).
 
     Covers UltraFeedback binarized, the seed's custom format, message-list rows and prompt-only rows; a row
-    without ``prompt`` takes it from the turns of ``chosen`` before its final reply.  Without ``chosen``, an
-    ``answer`` / ``solution`` / ``completion`` column is the reference (a reward comparing with the reference
-    otherwise found none and scored keywords instead).
+    without ``prompt`` takes it from the turns of ``chosen``, or of a ``messages`` conversation, before its final
+    reply.  Without ``chosen``, an ``answer`` / ``solution`` / ``completion`` column is the reference (a reward
+    comparing with the reference otherwise found none and scored keywords instead), else the final assistant reply
+    of the prompt or ``messages`` conversation (it was dropped, and rows graded by keywords: fault hunt).
     """
     if PROMPT in row and row[PROMPT] is not None:
-        prompt = _as_messages(row[PROMPT], PROMPT)
-        if prompt and prompt[-1][ROLE] == "assistant":
-            prompt = _prompt_before_reply(prompt)
+        conversation, key = _as_messages(row[PROMPT], PROMPT), PROMPT
     elif isinstance(row.get(CHOSEN), list):
-        prompt = _prompt_before_reply(_as_messages(row[CHOSEN], CHOSEN))
+        conversation, key = _as_messages(row[CHOSEN], CHOSEN), CHOSEN
+    elif isinstance(row.get(MESSAGES), list):
+        conversation, key = _as_messages(row[MESSAGES], MESSAGES), MESSAGES
     else:
-        raise DataError("no 'prompt', and 'chosen' is not a conversation to take it from")
-    reference_key = next((key for key in (CHOSEN, *REFERENCE_COLUMNS) if row.get(key) is not None), CHOSEN)
+        raise DataError("no 'prompt', and neither 'chosen' nor 'messages' is a conversation to take it from")
+    replied = bool(conversation) and conversation[-1][ROLE] == "assistant"
+    prompt = _prompt_before_reply(conversation) if replied or key == CHOSEN else conversation
+    reference_key = next((key for key in (CHOSEN, *REFERENCE_COLUMNS) if row.get(key) is not None), None)
+    reference = conversation[-1][CONTENT] if reference_key is None and replied else _reference_value(row, reference_key)
     return {
         **row,
-        PROMPT: _checked_prompt(prompt, PROMPT),
-        CHOSEN: _final_reply(_reference_value(row, reference_key), reference_key),
+        PROMPT: _checked_prompt(prompt, key),
+        CHOSEN: _final_reply(reference, reference_key or CHOSEN),
         REJECTED: _final_reply(row.get(REJECTED), REJECTED),
     }
 
 
-def _reference_value(row: Row, key: str) -> Any:
+def _reference_value(row: Row, key: str | None) -> Any:
     """The reference; a numeric ``answer`` / ``solution`` (42) as its text, as for GSM8K-style rows."""
-    value = row.get(key)
+    value = row.get(key) if key else None
     if key != CHOSEN and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     return value
@@ -329,7 +336,8 @@ CONVERTERS: dict[str, Callable[[Row], Row]] = {
 ACCEPTED_SHAPES = (
     '{"prompt": str | messages, "chosen": str | messages, "rejected": str | messages} (chosen/rejected optional; '
     'without chosen, an "answer", "solution" or "completion" column is the reference); '
-    '{"chosen": messages, "rejected": messages} (UltraFeedback); {"question", "answer"} (GSM8K); '
+    '{"chosen": messages, "rejected": messages} (UltraFeedback); {"messages": conversation} (the final assistant '
+    'reply is the reference); {"question", "answer"} (GSM8K); '
     '{"chosen", "rejected"} hh-rlhf dialogue strings; {"info", "summaries", "choice"} (summarize_from_feedback); '
     '{"instruction", "completions"} (openbmb/UltraFeedback)'
 )
@@ -361,6 +369,8 @@ def detect_format(row: Row) -> str:
     if {CHOSEN, REJECTED} <= keys:
         if isinstance(row[CHOSEN], str) and _HH_TURN_RE.search(row[CHOSEN]) and "Assistant:" in row[CHOSEN]:
             return "hh_rlhf"
+        return "preference"
+    if MESSAGES in keys:
         return "preference"
     separator = next((sep for sep in (";", "\t", "|") if len(keys) == 1 and sep in next(iter(keys))), None)
     if separator:  # one column whose name holds the others: a CSV written with another separator
@@ -812,7 +822,10 @@ def convert_dataset(dataset, converter: str | None, report: ConversionReport):
     """Map an Arrow-backed dataset through its converter in batches (fast for large sets), then check the tally."""
     if len(dataset) == 0:
         raise DataError(f"{report.source}: the dataset has no rows.")
-    name = converter or detect_format(dataset[0])
+    try:
+        name = converter or detect_format(dataset[0])
+    except DataError as err:  # said without the file (fault hunt): the same line as a JSON Lines file gets
+        raise DataError(f"{report.source} (row 0): {err}. Accepted shapes: {ACCEPTED_SHAPES}") from None
     converted = dataset.map(
         _batch_converter(name, report),
         batched=True,

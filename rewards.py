@@ -185,6 +185,14 @@ def accuracy_modes(dataset, limit: int | None = None) -> dict[str, int]:
             "the reward sum). Write the answer as a number, LaTeX (\\frac{1}{2}) or \\boxed{...}.",
             counts[UNPARSEABLE],
         )
+    if total and counts[KEYWORDS] == total:  # said only in the INFO line, a misnamed column went unnoticed
+        logger.warning(
+            "no row has a reference answer (a '%s' column, or an answer column the loader maps to it): the accuracy "
+            "reward only checks whether a completion contains one of its correct_keywords. Name the reference "
+            "column '%s' (or 'answer'), or leave accuracy out of reward_functions.",
+            CHOSEN_KEY,
+            CHOSEN_KEY,
+        )
     return counts
 
 

@@ -354,6 +354,39 @@ def test_streaming_local_files(tmp_path, suffix):
     assert len(rows) == 5 and rows[0][CHOSEN] == "Start with an active starter."
 
 
+CONVERSATION = [{"role": "user", "content": "What is 1+1?"}, {"role": "assistant", "content": "2"}]
+
+
+@pytest.mark.parametrize(
+    ("row", "reference"),
+    [
+        ({"messages": CONVERSATION}, "2"),  # TRL's conversational format: the final reply is the reference
+        ({"messages": CONVERSATION[:1]}, ""),  # no reply: a prompt without reference
+        ({"prompt": CONVERSATION}, "2"),  # a prompt ending with the reply: it was dropped (fault hunt)
+        ({"prompt": CONVERSATION, "answer": "two"}, "two"),  # an answer column still wins
+        ({"prompt": CONVERSATION, "chosen": "3"}, "3"),
+    ],
+)
+def test_a_conversation_ending_with_the_reply_gives_prompt_and_reference(row, reference):
+    assert detect_format(row) == "preference"
+    out = convert_preference(row)
+    assert out[PROMPT] == CONVERSATION[:1] and out[CHOSEN] == reference
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_a_messages_file_loads_and_an_unknown_one_names_the_file(tmp_path, suffix):
+    from datasets import Dataset
+
+    for name, rows in (("messages", [{"messages": CONVERSATION}] * 3), ("text", [{"text": "x"}] * 3)):
+        path = tmp_path / f"{name}{suffix}"
+        write_jsonl(path, rows) if suffix == ".jsonl" else Dataset.from_list(rows).to_parquet(str(path))
+        if name == "messages":
+            assert load_grpo_dataset(str(path))[CHOSEN] == ["2"] * 3
+        else:  # the Parquet error named no file (fault hunt)
+            with pytest.raises(DataError, match=rf"{path.name}.*: unrecognised columns \['text'\]"):
+                load_grpo_dataset(str(path))
+
+
 def test_streaming_reports_bad_rows_with_their_line(tmp_path):
     path = write_jsonl(tmp_path / "s.jsonl", [SEED_ROWS[0], {"text": "?"}])
     with pytest.raises(DataError, match=r"s\.jsonl:2"):

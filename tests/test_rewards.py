@@ -299,6 +299,15 @@ def test_accuracy_modes_counts_and_logs(caplog):
     assert "accuracy reward on 5 rows" in caplog.text and "1 references hold an answer math-verify" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("rows", "warned"), [([{"prompt": "p"}] * 3, True), ([{"chosen": "4"}, {"prompt": "p"}], False)]
+)
+def test_data_without_any_reference_is_warned_about(caplog, rows, warned):
+    """A reference column the loader did not recognise left accuracy grading keywords, said only at INFO (hunt)."""
+    accuracy_modes(rows)
+    assert ("no row has a reference answer" in caplog.text) is warned
+
+
 def test_math_verify_is_bounded_in_a_worker_thread(monkeypatch):
     """A parse that never ends is stopped by the thread deadline (math-verify's own alarm needs the main thread)."""
     import math_answers
