@@ -22,7 +22,6 @@ import importlib.util
 import json
 import logging
 import math
-import os
 import re
 import types
 import typing
@@ -45,6 +44,7 @@ from config_base import (
     REWARD_WEIGHT_PRESETS,
     ConfigError,
     foreign_adapter,
+    hub_offline,
     import_unsloth_first,
     load_preset,
     read_adapter_config,
@@ -227,7 +227,7 @@ class GRPOConfig(trl.GRPOConfig):
     def _check_own_settings(self) -> None:
         """Relations between settings that one value alone cannot show."""
         self._check_optional_packages()
-        if self.push_to_hub and os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        if self.push_to_hub and hub_offline():
             # the Trainer pushes at every save: offline, the run failed at its first checkpoint (fault hunt)
             raise ConfigError("push_to_hub=True with HF_HUB_OFFLINE set: the hub cannot be reached; unset one of them.")
         if self.reward_weights and not any(self.reward_weights):

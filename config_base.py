@@ -140,6 +140,16 @@ def unsloth_imported() -> bool:
 
 # ------------------------------------------------------------------------------------------------------------
 # JSON layers
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE is set (the hub is not tried at all)."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def fail_fast_hint() -> str:
+    """The advice to set HF_HUB_OFFLINE, unless it is set (it was given to runs that had it: fault hunt)."""
+    return "" if hub_offline() else " Set HF_HUB_OFFLINE=1 to fail fast offline."
+
+
 class DuplicateKeyError(ValueError):
     """A JSON object names one key twice: which value was meant is unknown (``json`` keeps the last, silently)."""
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from config_base import DuplicateKeyError, unique_keys
+from config_base import DuplicateKeyError, fail_fast_hint, unique_keys
 
 logger = logging.getLogger(__name__)
 
@@ -978,8 +978,8 @@ def load_hub_rows(
             f"dataset '{source_name}' ({source.hub_id}, split {split}) could not be loaded: "
             f"{str(err).splitlines()[0]}. "
             f"Without hub access give a local copy: --dataset {source_name} --dataset-path PATH, where PATH is a "
-            f".jsonl/.parquet file or a folder made by datasets.load_dataset('{source.hub_id}').save_to_disk(PATH). "
-            "Set HF_HUB_OFFLINE=1 to fail fast offline."
+            f".jsonl/.parquet file or a folder made by datasets.load_dataset('{source.hub_id}').save_to_disk(PATH)."
+            f"{fail_fast_hint()}"
         ) from None
     return convert_dataset(raw, source.converter, ConversionReport(source.hub_id, max_share))
 

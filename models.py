@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from config_base import (
     EMBEDDED_MODEL,
     MODEL_ALIASES,
+    fail_fast_hint,
     fsdp_enabled,
     import_unsloth_first,  # noqa: F401  (re-exported for the trainer)
     launch_allows_unsloth,
@@ -160,7 +161,7 @@ def _hub_error(model_name: str, resolved: str, err: Exception) -> ModelError:
     return ModelError(
         f"model '{model_name}' ({resolved}) could not be loaded: {str(err).splitlines()[0]} Offline or not cached? "
         f"Download it where the hub is reachable (hf download {resolved} --local-dir DIR) and pass "
-        f"--model DIR, or use the embedded model: --model {EMBEDDED_MODEL}. Set HF_HUB_OFFLINE=1 to fail fast."
+        f"--model DIR, or use the embedded model: --model {EMBEDDED_MODEL}.{fail_fast_hint()}"
     )
 
 

@@ -275,13 +275,22 @@ def load_function(spec: str) -> RewardFunc:
     module = _load_module(spec, module_part)
     fn = getattr(module, attr, None)
     if not callable(fn):
-        defined = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
-        raise ConfigError(
-            f"reward function {spec!r}: {module_part} has no function {attr!r}"
-            f" (it defines: {', '.join(defined) or 'no functions'}); fix the name after the colon."
-        )
+        raise ConfigError(f"reward function {spec!r}: {module_part} has no function {attr!r}{_what_it_is(module)}")
     _check_reward_signature(spec, fn)
     return fn
+
+
+def _what_it_is(module) -> str:
+    """The rest of a "no such function" message: what the module defines, or that it is one of this package's own
+    modules (a user's rewards.py beside them was shadowed by ours, and the message listed our internals: hunt)."""
+    source = Path(getattr(module, "__file__", None) or "")
+    if source.parent == Path(__file__).resolve().parent:
+        return (
+            f"; {module.__name__} is this package's own module ({source}), which shadows a file of yours with that "
+            f"name: give yours as a path (path/to/{source.name}:function) or rename it."
+        )
+    defined = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
+    return f" (it defines: {', '.join(defined) or 'no functions'}); fix the function's name."
 
 
 def _check_reward_signature(spec: str, fn: Callable) -> None:

@@ -152,6 +152,12 @@ def test_builtin_custom_penalises_repetition():
     assert fine == 1.0 and repetitive < 0 and empty == -0.5
 
 
+def test_a_function_missing_from_our_own_module_says_that_it_shadows_the_users():
+    """A user's rewards.py beside train_grpo.py: ``rewards.my_fn`` imported ours (fourth fault hunt)."""
+    with pytest.raises(ConfigError, match=r"rewards is this package's own module .*path/to/rewards.py:function"):
+        build_reward_functions(["rewards.my_fn"])
+
+
 def test_dotted_path_reward_function():
     functions, weights = build_reward_functions(["rewards.default_custom_reward"])
     assert functions[0].__name__ == "default_custom_reward" and weights == [1.0]
