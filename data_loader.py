@@ -635,7 +635,12 @@ def read_json_records(path: Path, report: ConversionReport) -> Iterator[tuple[st
             raise DataError(f"{path}: {err}; keep one of them.") from None
         except UnicodeDecodeError as err:
             raise _not_utf8(path, err) from None
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as err:
+            if _starts_with_array(path):  # reading it line by line blamed line 1 and advised skipping every row
+                raise DataError(
+                    f"{path}: a JSON array that is not valid JSON at line {err.lineno}, column {err.colno} "
+                    f"({err.msg}; a truncated file ends this way). Write the file again, or save it as JSON Lines."
+                ) from None
             data = None  # a .json file may hold JSON Lines too
         if isinstance(data, list):
             yield from ((f"{path}[{i}]", record) for i, record in enumerate(data))
@@ -766,12 +771,25 @@ def _dataset_from_rows(located: list[tuple[str, Row]]):
     columns = dict.fromkeys(key for _, row in located for key in row)
     try:
         return Dataset.from_list([{key: row.get(key) for key in columns} for _, row in located])
-    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, TypeError) as err:
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, TypeError, OverflowError) as err:
         raise DataError(_mixed_type_message(located, err)) from None
 
 
+INT64 = range(-(2**63), 2**63)  # Arrow's integers: a larger one (an unsigned 64-bit id) ended in "unexpected error"
+
+
 def _shape(value: Any) -> str:
-    return "null" if value is None else _type_name(value)
+    """A value's type down to its items ("list of int", "object {a: int}"): Arrow needs one per column."""
+    if value is None:
+        return "null"
+    if isinstance(value, int) and not isinstance(value, bool) and value not in INT64:
+        return "an integer beyond 64 bits (store it as text)"
+    if isinstance(value, dict):
+        return "object {" + ", ".join(f"{key}: {_shape(value[key])}" for key in sorted(value)) + "}"
+    if isinstance(value, list):
+        kinds = sorted({_shape(item) for item in value if item is not None})
+        return f"list of {' and '.join(kinds)}" if kinds else "list"
+    return _type_name(value)
 
 
 def _mixed_type_message(located: list[tuple[str, Row]], err: Exception) -> str:
@@ -780,8 +798,11 @@ def _mixed_type_message(located: list[tuple[str, Row]], err: Exception) -> str:
         for key, value in row.items():
             if value is None:
                 continue
-            expected = first_seen.setdefault(key, _shape(value))
-            if _shape(value) != expected:
+            shape = _shape(value)
+            if " and " in shape or "beyond 64 bits" in shape:  # mixed within this one value
+                return f"{location}: column '{key}' holds {shape}. Give the column one type in every row, or remove it."
+            expected = first_seen.setdefault(key, shape)
+            if shape != expected:
                 return (
                     f"{location}: column '{key}' holds {_shape(value)} here but {expected} in earlier rows. "
                     "Give the column one type in every row, or remove it."
@@ -805,6 +826,8 @@ def read_arrow_source(path: Path, split: str | None = None):
             ".parquet file, or a save_to_disk folder."
         ) from None
     except (datasets.exceptions.DatasetGenerationError, pyarrow.ArrowException, OSError, ValueError) as err:
+        if _parquet_rows(path) == 0:  # datasets fails on it with "BatchSize must be greater than 0"
+            raise DataError(f"{path}: the Parquet file has no rows.") from None
         cause = err.__cause__ or err
         raise DataError(
             f"{path}: cannot be read as Parquet ({type(cause).__name__}: {str(cause).splitlines()[0]}). "
@@ -816,6 +839,17 @@ def read_arrow_source(path: Path, split: str | None = None):
         logger.info("%s: using split '%s' of %s", path, chosen, list(loaded))
         return loaded[chosen]
     return loaded
+
+
+def _parquet_rows(path: Path) -> int | None:
+    """The row count a Parquet file's footer gives, or None when it has no readable footer."""
+    import pyarrow
+    import pyarrow.parquet
+
+    try:
+        return pyarrow.parquet.read_metadata(str(path)).num_rows
+    except (pyarrow.ArrowException, OSError):
+        return None
 
 
 def convert_dataset(dataset, converter: str | None, report: ConversionReport):

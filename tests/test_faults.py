@@ -265,6 +265,34 @@ DATA_CASES = [
         ["data.jsonl:9", "'chosen' appears twice"],
     ),
     preview(
+        "data-int-beyond-64-bits",
+        {"data.jsonl": GOOD + jsonl([{**GOOD_ROWS[0], "id": 2**70}])},
+        ["data.jsonl:9", "'id'", "beyond 64 bits"],
+    ),
+    preview(
+        "data-nested-type-changes",
+        {
+            "data.jsonl": jsonl([{**row, "meta": {"a": 1}} for row in GOOD_ROWS])
+            + jsonl([{**GOOD_ROWS[0], "meta": {"a": "x"}}])
+        },
+        ["data.jsonl:9", "'meta'"],
+    ),
+    preview(
+        "data-json-array-truncated",
+        {"d.json": json.dumps(GOOD_ROWS)[:-40]},
+        ["d.json", "truncated"],
+        args=["--custom-data", "{tmp}/d.json"],
+    ),
+    preview(
+        "data-parquet-no-rows",
+        {},
+        ["d.parquet", "no rows"],
+        args=["--custom-data", "{tmp}/d.parquet"],
+        setup=lambda tmp: (
+            __import__("datasets").Dataset.from_list(GOOD_ROWS).select([]).to_parquet(str(tmp / "d.parquet"))
+        ),
+    ),
+    preview(
         "data-csv-column-twice",
         {"d.csv": "prompt,chosen,chosen\nWhat is 1+1?,2,3\n"},
         ["d.csv:1", "'chosen'"],
