@@ -471,6 +471,12 @@ def _check_special(key: str, value: Any) -> None:
     if key == "lora_dropout" and not 0 <= value < 1:
         raise ConfigError(f"lora_dropout={value}: must be in [0, 1).")
     if key == "reward_functions":  # (empty is a relation: allowed with a reward model, GRPOConfig checks it)
+        twice = sorted({name for name in value if value.count(name) > 1})
+        if twice:  # accepted before: the reward counted twice under one logged name (fault hunt)
+            raise ConfigError(
+                f"reward_functions names {', '.join(twice)} twice; name each reward once (its weight sets how much "
+                "it counts)."
+            )
         for name in value:
             if name not in REWARD_NAMES and "." not in name and ":" not in name:
                 raise ConfigError(
@@ -578,6 +584,13 @@ def derived_defaults(values: dict[str, Any]) -> dict[str, Any]:
         merged["reward_config_name"],
         merged["reward_model_weight"] if merged.get("reward_model") else None,
     )
+    if "reward_weights" in values and derived["reward_weights"] != values["reward_weights"]:
+        # the reward config's (or preset's) weights lose to reward_weights: said, not silent (fault hunt)
+        logger.warning(
+            "reward_weights %s replaces the weights the reward config or preset gives (%s).",
+            values["reward_weights"],
+            derived["reward_weights"],
+        )
     if not cuda_available():
         return {k: v for k, v in derived.items() if k not in values}
     if merged.get("generation_batch_size") is None and merged.get("steps_per_generation") is None:

@@ -153,6 +153,7 @@ def test_same_setting_twice_in_one_layer_is_refused(tmp_path):
         ({"reward_config_name": "spicy"}, "balanced"),
         ({"learning_rate": -1}, "learning_rate=-1 must be a positive number"),
         ({"reward_weights": [float("nan")]}, "every number must be finite"),  # learned nothing (fault hunt)
+        ({"reward_functions": ["accuracy", "accuracy"]}, "names accuracy twice"),
         ({"reward_weights": [float("inf")]}, "every number must be finite"),
         ({"max_completion_length": 4096}, "must be below max_seq_length"),
         ({"lora_rank": "8"}, "lora_rank='8' must be an integer"),
@@ -405,3 +406,15 @@ def test_a_reward_model_alone_is_the_only_reward(tmp_path):
         overrides={"reward_model": "runs/rm"},
     )
     assert named_in_a_file.reward_functions == ["accuracy"]
+
+
+def test_reward_weights_that_replace_the_reward_configs_are_said(caplog):
+    """reward_weights [1.0, 0.5] silently beat the reward config's length weight 3.0 (fourth fault hunt)."""
+    overrides = {"reward_functions": ["accuracy", "length"], "reward_config": {"length": {"weight": 3.0}}}
+    build_config(overrides={**overrides, "reward_weights": [1.0, 0.5]})
+    assert (
+        "reward_weights [1.0, 0.5] replaces the weights the reward config or preset gives ([1.0, 3.0])" in caplog.text
+    )
+    caplog.clear()
+    build_config(overrides={**overrides, "reward_weights": [1.0, 3.0]})
+    assert "replaces" not in caplog.text
