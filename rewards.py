@@ -327,10 +327,10 @@ def _load_module(spec: str, module_part: str):
     try:
         if not module_part.endswith(".py"):
             _importable_from_the_working_directory()
-            return importlib.import_module(module_part)
+            return _import_bounded(spec, lambda: importlib.import_module(module_part))
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
+        _import_bounded(spec, lambda: module_spec.loader.exec_module(module))
         return module
     except SyntaxError as err:
         raise ConfigError(
@@ -341,6 +341,33 @@ def _load_module(spec: str, module_part: str):
             f"reward function {spec!r}: importing {module_part} failed ({type(err).__name__}: {err}); fix the module"
             " or install what it imports."
         ) from None
+
+
+IMPORT_TIMEOUT_S = 300.0  # a reward module that waits when imported (a download, input(), a lock) hung the run
+
+
+def _import_bounded(spec: str, load: Callable[[], Any]) -> Any:
+    """``load()`` (an import of user code) in a worker thread, given up after ``IMPORT_TIMEOUT_S`` with a
+    ConfigError; what it raises is raised here. The thread is abandoned, not killed (as a stuck reward call)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = load()
+        except BaseException as err:  # noqa: BLE001 - handed to the calling thread, which decides
+            box["error"] = err
+
+    worker = threading.Thread(target=run, name=f"import {spec}", daemon=True)
+    worker.start()
+    _wait(worker, IMPORT_TIMEOUT_S)
+    if worker.is_alive():
+        raise ConfigError(
+            f"reward function {spec!r}: importing it did not finish in {IMPORT_TIMEOUT_S:g} s; the module waits "
+            "for something when imported (a download, input(), a server?): move that into the function."
+        )
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -158,6 +158,17 @@ def test_a_function_missing_from_our_own_module_says_that_it_shadows_the_users()
         build_reward_functions(["rewards.my_fn"])
 
 
+def test_a_reward_module_that_hangs_when_imported_is_given_up(tmp_path, monkeypatch):
+    """Nothing hangs forever: an import that waits (fourth fault hunt: it printed nothing until killed)."""
+    import rewards
+
+    monkeypatch.setattr(rewards, "IMPORT_TIMEOUT_S", 0.5)
+    plugin = tmp_path / "waits.py"
+    plugin.write_text("import threading\nthreading.Event().wait(30)\n\ndef score(completions, **kw):\n    return []\n")
+    with pytest.raises(ConfigError, match="importing it did not finish in 0.5 s"):
+        load_function(f"{plugin}:score")
+
+
 def test_dotted_path_reward_function():
     functions, weights = build_reward_functions(["rewards.default_custom_reward"])
     assert functions[0].__name__ == "default_custom_reward" and weights == [1.0]
