@@ -404,6 +404,18 @@ class _Warnings:
         logger.warning("reward '%s': %s", self.name, message)
 
 
+class _CallWarnings:
+    """One call's view of its reward's warnings, silent once the call is abandoned: it may finish after the run's
+    log handlers are gone, and logging then printed "--- Logging error ---" with a traceback."""
+
+    def __init__(self, warnings: _Warnings, abandoned: threading.Event) -> None:
+        self.name, self._warnings, self._abandoned = warnings.name, warnings, abandoned
+
+    def once(self, kind: str, message: str) -> None:
+        if not self._abandoned.is_set():
+            self._warnings.once(kind, message)
+
+
 def guarded_reward(fn: RewardFunc, name: str, timeout: float | None = DEFAULT_REWARD_TIMEOUT) -> RewardFunc:
     """Wrap ``fn`` so that it never raises or hangs and returns one finite float or None per completion.
 
@@ -458,7 +470,9 @@ def _call_bounded(fn: RewardFunc, completions: list, kwargs: dict, warnings: _Wa
 
     def run() -> None:
         try:
-            box["value"] = _score_batch(fn, completions, _detached(kwargs, abandoned), warnings)
+            box["value"] = _score_batch(
+                fn, completions, _detached(kwargs, abandoned), _CallWarnings(warnings, abandoned)
+            )
         except BaseException as err:  # noqa: BLE001 - handed to the calling thread, which decides
             box["error"] = err
 

@@ -383,6 +383,21 @@ def test_log_extra_of_an_abandoned_call_is_dropped():
     assert logged == []
 
 
+def test_an_abandoned_call_warns_nothing_when_it_finishes(caplog):
+    """It may finish after the run's log handlers are closed: logging printed a traceback to the terminal."""
+    release = threading.Event()
+
+    def late_and_wrong(completions, **kwargs):
+        release.wait(30)
+        return [1.0] * (len(completions) + 1)  # a wrong count: warned about, were the call still awaited
+
+    assert guarded_reward(late_and_wrong, "late", timeout=0.2)(["a"]) == [None]
+    caplog.clear()
+    release.set()
+    time.sleep(0.3)
+    assert "returned 2 scores" not in caplog.text
+
+
 @pytest.mark.parametrize("error", [SystemExit(3), GeneratorExit(), ValueError("bad")])
 def test_reward_raising_any_base_exception_is_a_failure(error, caplog):
     def raising(completions, **kwargs):
