@@ -165,7 +165,7 @@ def test_a_reward_module_that_hangs_when_imported_is_given_up(tmp_path, monkeypa
     monkeypatch.setattr(rewards, "IMPORT_TIMEOUT_S", 0.5)
     plugin = tmp_path / "waits.py"
     plugin.write_text("import threading\nthreading.Event().wait(30)\n\ndef score(completions, **kw):\n    return []\n")
-    with pytest.raises(ConfigError, match="importing it did not finish in 0.5 s"):
+    with pytest.raises(ConfigError, match=r"importing it did not finish in 0\.5 s"):
         load_function(f"{plugin}:score")
 
 
