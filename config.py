@@ -470,6 +470,10 @@ def _check_special(key: str, value: Any) -> None:
         )
     if key == "lora_dropout" and not 0 <= value < 1:
         raise ConfigError(f"lora_dropout={value}: must be in [0, 1).")
+    if key == "reward_config" and isinstance(value, dict):  # written inline: checked in its layer, which is named
+        from rewards import load_reward_config
+
+        load_reward_config(value)
     if key == "reward_functions":  # (empty is a relation: allowed with a reward model, GRPOConfig checks it)
         twice = sorted({name for name in value if value.count(name) > 1})
         if twice:  # accepted before: the reward counted twice under one logged name (fault hunt)

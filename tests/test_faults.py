@@ -379,6 +379,7 @@ CONFIG_CASES = [
     Case("config-backend-unknown", [*PREVIEW, *DATA, "--backend", "bogus"], 2, ["--backend"]),
     Case("config-max-steps-not-int", [*PREVIEW, *DATA, "--max-steps", "two"], 2, ["--max-steps"]),
     Case("config-reward-name-unknown", [*PREVIEW, *DATA, "--reward-function", "bogus"], 2, ["bogus"]),
+    config_case("config-inline-reward-config-bad", {"reward_config": {"foo": {}}}, ["c.json", "unknown section 'foo'"]),
     config_case("config-key-twice", '{"learning_rate": 1e-5, "learning_rate": 2e-5}', ["c.json", "'learning_rate'"]),
     config_case("config-reward-weights-nan", '{"reward_weights": [NaN]}', ["c.json", "reward_weights"]),
 ]
