@@ -600,6 +600,10 @@ def iter_json_lines(path: Path, report: ConversionReport) -> Iterator[tuple[str,
                 except DuplicateKeyError as err:
                     raise DataError(f"{path}:{lineno}: {err}; keep one of them.") from None
                 except json.JSONDecodeError as err:
+                    if "\x00" in line:  # UTF-16 without a byte-order mark reads as UTF-8 with NULs: every line bad
+                        raise DataError(
+                            f"{path}:{lineno}: NUL bytes in the text, as in UTF-16; save the file as UTF-8."
+                        ) from None
                     report.skip(f"{path}:{lineno}", "malformed JSON", f"({err.msg} at column {err.colno})")
                     continue
                 yield f"{path}:{lineno}", record

@@ -292,6 +292,7 @@ DATA_CASES = [
             __import__("datasets").Dataset.from_list(GOOD_ROWS).select([]).to_parquet(str(tmp / "d.parquet"))
         ),
     ),
+    preview("data-utf16-without-bom", {"data.jsonl": GOOD.encode("utf-16-le")}, ["data.jsonl:1", "UTF-16"]),
     preview(
         "data-csv-column-twice",
         {"d.csv": "prompt,chosen,chosen\nWhat is 1+1?,2,3\n"},
