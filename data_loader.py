@@ -763,10 +763,10 @@ def load_local_rows(path: str | Path, converter: str | None = None, max_share: f
         return convert_dataset(read_arrow_source(path, split), converter, report)
     located = list(located_rows(_file_records(path, report), converter, report))
     report.finish()
-    return _dataset_from_rows(located)
+    return dataset_from_rows(located)
 
 
-def _dataset_from_rows(located: list[tuple[str, Row]]):
+def dataset_from_rows(located: list[tuple[str, Row]]):
     """An Arrow dataset of the rows; a column whose type changes between rows is named with its first odd row."""
     import pyarrow
     from datasets import Dataset

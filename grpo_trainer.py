@@ -38,7 +38,16 @@ from checkpoints import (
     read_trainer_state,
     resolve_checkpoint,
 )
-from data_loader import CHOSEN, PROMPT, REJECTED, DataError, prompt_token_counts
+from data_loader import (
+    CHOSEN,
+    PROMPT,
+    REJECTED,
+    RENAMED_COLUMN_PREFIX,
+    RESERVED_COLUMNS,
+    DataError,
+    dataset_from_rows,
+    prompt_token_counts,
+)
 from memory import out_of_memory_error
 from models import LoadedModel, import_unsloth_first, load_adapter, load_model
 from rewards import (
@@ -122,6 +131,13 @@ class GRPOTrainer:
                 "or config.load_config_from_file(path)."
             )
         config.validate()  # the seed's API sets attributes by hand after building the config
+        _check_lists(reward_functions=reward_functions, reward_weights=reward_weights)
+        if reward_functions is not None and config.reward_model:  # it was dropped without a word (fault hunt)
+            logger.warning(
+                "reward_model %s is not used: the reward_functions given to GRPOTrainer are the rewards (add "
+                "reward_model.get_reward_model_reward(path) to them to score with it).",
+                config.reward_model,
+            )
         self.config = config
         self._rewards_given = reward_functions is not None
         # the caller's own rewards are guarded like the config's (checked now, so a wrong one fails here)
@@ -135,6 +151,7 @@ class GRPOTrainer:
         self.trl_trainer = None
         self.run_dir: Path | None = None  # the folder this object's run owns (the CLI opens it before training)
         self.adapter_dir: str | Path | None = None  # the adapter load_model put on the base model, if any
+        self._trained = False  # train() runs once per trainer
 
     # ----------------------------------------------------------------------------------------------
     @property
@@ -249,17 +266,43 @@ class GRPOTrainer:
     def train(
         self, dataset, eval_dataset=None, resume_from_checkpoint: str | None = None, callbacks: list | None = None
     ) -> dict[str, Any]:
-        """Run GRPO on ``dataset`` (GRPO schema); returns a summary of steps and rewards."""
+        """Run GRPO on ``dataset`` (GRPO schema); returns a summary of steps and rewards. Once per trainer.
+
+        Everything that can be checked is checked before the model is loaded and the output folder claimed (a
+        wrong weight count found after minutes of loading left the folder marked as a run: fault hunt)."""
+        if self._trained:  # a second call trained into its own finished run, logging step 1 again (fault hunt)
+            raise RunDirError(
+                f"this GRPOTrainer already trained a run in {self.config.output_dir}; build a new GRPOTrainer for "
+                "another run (with an output_dir of its own), or to continue this one pass "
+                "resume_from_checkpoint='latest' to a new trainer."
+            )
         dataset = as_grpo_dataset(dataset, "train", needs_length=False)
+        if eval_dataset is not None:
+            eval_dataset = as_grpo_dataset(eval_dataset, "eval_dataset", needs_length=False)
+        check_trains_a_step(len(dataset) if hasattr(dataset, "__len__") else None, self.config, world_size())
+        self._check_reward_weights()
         opened_here = self.run_dir is None
-        if opened_here:  # called from Python: the output folder is checked and claimed as the CLI does
-            self.run_dir = self._open_output_dir(resume_from_checkpoint)
+        plan = self._plan_output_dir(resume_from_checkpoint) if opened_here else None
         if self.loaded is None:
             self.load_model()
+        if opened_here:  # called from Python: the output folder is checked and claimed as the CLI does
+            self.run_dir = open_run_dir(plan)
+        try:
+            summary = self._train(dataset, eval_dataset, resume_from_checkpoint, callbacks)
+        except BaseException:
+            if opened_here:  # marked as stopped (resumable from a checkpoint, if any) and no longer this object's
+                close_run(self.run_dir, interrupted=True, steps=0)
+                self.run_dir = None
+            raise
+        self._trained = True
+        if opened_here:
+            close_run(self.run_dir, summary["interrupted"], summary["steps"])
+        return summary
+
+    def _train(self, dataset, eval_dataset, resume_from_checkpoint: str | None, callbacks: list | None):
         resume = resolve_checkpoint(
             resume_from_checkpoint or self.config.resume_from_checkpoint, self.config.output_dir
         )
-        check_trains_a_step(len(dataset) if hasattr(dataset, "__len__") else None, self.config, world_size())
         stop = GracefulStop()
         metrics = MetricsLogger(Path(self.config.output_dir))
         own_callbacks = [metrics, stop]
@@ -297,22 +340,49 @@ class GRPOTrainer:
         # a stop asked for during the last step ends a complete run
         summary["interrupted"] = stop.requested and trainer.state.global_step < trainer.state.max_steps
         summary["resumed_from"] = resume
-        if opened_here:
-            close_run(self.run_dir, summary["interrupted"], summary["steps"])
         return summary
 
-    def _open_output_dir(self, resume_from_checkpoint: str | None) -> Path:
-        """``output_dir`` checked and claimed for this run: a finished or running run there is refused, not trained
-        over (found by a fault hunt: README's Python example overwrote a finished run's adapter and metrics)."""
+    def _plan_output_dir(self, resume_from_checkpoint: str | None):
+        """What this run does with ``output_dir``: a finished or running run there is refused, not trained over
+        (found by a fault hunt: README's Python example overwrote a finished run's adapter and metrics)."""
         config = self.config
         if resume_from_checkpoint is not None:
             config = dataclasses.replace(config, resume_from_checkpoint=resume_from_checkpoint)
-        return open_run_dir(decide_run_dir(config, explicit=True))
+        return decide_run_dir(config, explicit=True)
+
+    def _check_reward_weights(self) -> None:
+        """One finite weight per reward (TRL found a wrong count only after the model was loaded)."""
+        weights, count = self.reward_weights, len(self.reward_functions)
+        if not count:
+            raise ConfigError(
+                "no reward functions: give reward_functions (names or functions) or a reward_model to score with."
+            )
+        if len(weights) != count or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in weights
+        ):
+            names = ", ".join(fn.__name__ for fn in self.reward_functions)
+            raise ConfigError(
+                f"reward_weights {weights} for {count} reward(s) ({names}): give one finite number per reward, in "
+                "that order."
+            )
+
+    def _evaluates_that_run(self, run_dir: Path) -> bool:
+        """Whether the adapter loaded is ``run_dir``'s (its final adapter or one of its checkpoints)."""
+        if self.adapter_dir is None:
+            return False
+        adapter = Path(self.adapter_dir).resolve()
+        return run_dir.resolve() in (adapter, adapter.parent)
+
+    def _writes_into_another_run(self, target: Path) -> bool:
+        """Whether writing into ``target`` would change a run this object does not own."""
+        if self.run_dir is not None and target.resolve() == Path(self.run_dir).resolve():
+            return False
+        return run_dir_state(target) != NEW
 
     def save_model(self, path: str | Path | None = None) -> Path:
         """Save the LoRA adapter and tokenizer (to ``output_dir`` by default)."""
         target = Path(path or self.config.output_dir)
-        if self.run_dir is None and path is None and run_dir_state(target) != NEW:
+        if self._writes_into_another_run(target):  # with a path too: another run's adapter was replaced (hunt)
             raise RunDirError(
                 f"save_model: {target} holds another run, which is kept as it is; train first (train() claims "
                 "output_dir), or save_model(path) to a folder of its own."
@@ -376,6 +446,14 @@ class GRPOTrainer:
     def evaluate(self, dataset, do_sample: bool = False, write: bool = True) -> dict[str, Any]:
         """Generate for ``dataset``'s prompts and report each reward's mean and spread, plus samples."""
         dataset = as_grpo_dataset(dataset, "evaluate", needs_length=True)
+        output_dir = Path(self.config.output_dir)
+        if write and self._writes_into_another_run(output_dir) and not self._evaluates_that_run(output_dir):
+            # the base model's results replaced a finished run's eval_results.json (fault hunt)
+            raise RunDirError(
+                f"evaluate: {output_dir} holds another run, and this trainer has not loaded its adapter; "
+                f"load_model(adapter_dir='{output_dir}') to score that run, evaluate(..., write=False), or give "
+                "output_dir a folder of its own."
+            )
         if self.loaded is None:
             self.load_model()
         started = time.monotonic()
@@ -394,11 +472,11 @@ class GRPOTrainer:
             "seconds": round(time.monotonic() - started, 1),
             # per-prompt scores, in dataset order, for paired comparisons between two evaluations
             "scores": {name: values for name, values in {**scores, "reward": total}.items()},
-            "prompts": [p[-1]["content"] for p in prompts],
+            "prompts": [_prompt_text(p) for p in prompts],
             "completions": [completion_text(c) for c in completions],
             "samples": [
                 {
-                    "prompt": prompts[i][-1]["content"],
+                    "prompt": _prompt_text(prompts[i]),
                     "completion": completion_text(completions[i]),
                     "reference": columns.get(CHOSEN, [""] * len(prompts))[i],
                     "rejected": columns.get(REJECTED, [""] * len(prompts))[i],
@@ -412,13 +490,27 @@ class GRPOTrainer:
         return results
 
 
+def _check_lists(**arguments) -> None:
+    """Arguments that take a list: a single function was "not iterable", a string was read letter by letter."""
+    for name, value in arguments.items():
+        if value is not None and not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list, got {type(value).__name__}; e.g. {name}=[...].")
+
+
+def _prompt_text(prompt) -> str:
+    """The text of a prompt: itself, or its last (user) message."""
+    return prompt if isinstance(prompt, str) else prompt[-1]["content"]
+
+
 def as_grpo_dataset(dataset, purpose: str, needs_length: bool):
     """A caller's data for ``train`` / ``evaluate``: a list of rows becomes a ``datasets.Dataset``; it must hold the
     GRPO schema's ``prompt`` (TRL failed mid-step with ``KeyError: 'prompt'``, or with a TypeError on a list)."""
     from datasets import Dataset, IterableDataset
 
     if isinstance(dataset, list):
-        dataset = Dataset.from_list(dataset)
+        if not all(isinstance(row, dict) for row in dataset):  # ["hi"] was an AttributeError inside datasets
+            raise DataError(f"{purpose}: a list of rows needs dicts, e.g. {{'prompt': 'What is 2+2?'}}.")
+        dataset = dataset_from_rows([(f"{purpose}: row {i}", row) for i, row in enumerate(dataset)])
     columns = getattr(dataset, "column_names", ())
     if not isinstance(dataset, (Dataset, IterableDataset)):
         raise DataError(
@@ -435,7 +527,39 @@ def as_grpo_dataset(dataset, purpose: str, needs_length: bool):
             f"{purpose}: the data has no '{PROMPT}' column (columns: {', '.join(columns) or 'none'}); convert it with "
             "data_loader.load_grpo_dataset, which reads the known formats."
         )
+    if isinstance(dataset, Dataset):
+        if needs_length and len(dataset) == 0:  # eval_results.json got NaN means (fault hunt)
+            raise DataError(f"{purpose}: the data has no rows.")
+        _check_prompts(dataset[PROMPT], purpose)
+    clashes = [c for c in columns or () if c in RESERVED_COLUMNS]
+    if clashes:  # "got multiple values for keyword argument 'prompts'" in TRL's first step, or silently replaced
+        logger.info(
+            "%s: columns %s renamed %s* (TRL passes reward arguments of those names)",
+            purpose,
+            clashes,
+            RENAMED_COLUMN_PREFIX,
+        )
+        dataset = dataset.rename_columns({c: RENAMED_COLUMN_PREFIX + c for c in clashes})
     return dataset
+
+
+def _check_prompts(prompts, purpose: str) -> None:
+    """Each prompt is text or a chat ending with a user turn: None, numbers, [] and a reply at the end failed
+    inside TRL's first step after the model was loaded, or trained on the reply (fault hunt)."""
+    for index, prompt in enumerate(prompts):
+        if isinstance(prompt, str) and prompt.strip():
+            continue
+        if (
+            isinstance(prompt, list)
+            and prompt
+            and all(isinstance(m, dict) and isinstance(m.get("content"), str) and "role" in m for m in prompt)
+            and prompt[-1]["role"] == "user"
+        ):
+            continue
+        raise DataError(
+            f"{purpose}: row {index}'s prompt is {prompt!r:.80}; give text, or chat messages ending with a user turn "
+            "(data_loader.load_grpo_dataset converts conversations and the known formats)."
+        )
 
 
 def describe(values: list[float | None]) -> dict[str, float]:

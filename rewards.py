@@ -705,6 +705,12 @@ def guard_rewards(
                 f"reward_functions[{index}] is {type(item).__name__}: give a function (completions, **kwargs) -> one "
                 f"float or None per completion, or a reward name ({', '.join(REWARD_NAMES)}, package.module.function)."
             )
+        twice = [fn.__name__ for fn in built if fn.__name__ in taken]
+        if twice:  # one name: TRL's metrics and evaluate's scores kept only one of the two (fault hunt)
+            raise ConfigError(
+                f"reward_functions[{index}] is {twice[0]} again; give each reward once (a function of yours named "
+                "like a built-in reward needs another name)."
+            )
         taken.update(fn.__name__ for fn in built)
         functions.extend(built)
     return functions

@@ -450,7 +450,10 @@ def _in_use(path: Path) -> str:
 
 
 def _occupied(path: Path, state: str) -> str:
-    kept = f"It is kept as it is: pass --overwrite to move it aside (to {path}.old-<time>) and start over"
+    kept = (
+        f"It is kept as it is: pass --overwrite (overwrite_output_dir=True in Python) to move it aside (to "
+        f"{path}.old-<time>) and start over"
+    )
     if state == INTERRUPTED:
         last = complete_checkpoints(path)
         if not last:  # a run that failed or was stopped before its first checkpoint: nothing to continue

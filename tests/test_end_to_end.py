@@ -91,6 +91,7 @@ def test_explicit_output_dir_is_never_overwritten(tiny_model_dir, in_tmp_cwd, re
 def test_seed_python_snippets(tiny_model_dir, in_tmp_cwd, reward_config):
     """The README's two snippets, with the model and dataset swapped for local ones."""
     from config import create_default_config, load_config_from_file, save_config_to_file
+    from run_utils import RunDirError
 
     config = create_default_config("llama-3.1-8b", "ultrafeedback")
     config.learning_rate = 1e-6
@@ -125,20 +126,25 @@ def test_seed_python_snippets(tiny_model_dir, in_tmp_cwd, reward_config):
     summary = trainer.train(dataset)
     trainer.save_model()
     assert summary["steps"] == 2
+    with pytest.raises(RunDirError, match="already trained a run"):  # a second call logged step 1 again (hunt)
+        trainer.train(dataset)
     assert Path("my_grpo_outputs/adapter_model.safetensors").is_file()
     assert json.loads(Path("my_grpo_outputs/run_state.json").read_text())["state"] == "finished"
 
     # The same lines again (another session, another setting): the finished run is kept, not trained over
     # (fault hunt: its adapter and metrics were overwritten without a word).
-    from run_utils import RunDirError
-
     adapter = Path("my_grpo_outputs/adapter_model.safetensors").read_bytes()
     again = GRPOTrainer(dataclasses.replace(config, learning_rate=0.5))
     with pytest.raises(RunDirError, match="holds a finished run"):
         again.train(dataset)
     with pytest.raises(RunDirError, match="holds another run"):
         again.save_model()
+    with pytest.raises(RunDirError, match="holds another run"):  # with the path given, too (fourth hunt)
+        again.save_model("my_grpo_outputs")
+    with pytest.raises(RunDirError, match="has not loaded its adapter"):  # the base model's scores replaced its own
+        again.evaluate(dataset)
     assert Path("my_grpo_outputs/adapter_model.safetensors").read_bytes() == adapter
+    assert again.loaded is None  # refused before loading
 
 
 def test_streaming_custom_data_trains(tiny_model_dir, in_tmp_cwd, reward_config):
@@ -272,6 +278,11 @@ def test_generate_takes_plain_strings_one_completion_each(tiny_model_dir, in_tmp
         ("train", [{"question": "q", "answer": "a"}], "no 'prompt' column (columns: question, answer)"),
         ("evaluate", "stream", "not a stream"),
         ("evaluate", {"prompt": ["q"]}, "needs a datasets.Dataset (or a list of rows), got dict"),
+        # fourth hunt: these failed inside TRL's first step, after the model was loaded
+        ("train", [{"prompt": None}] * 2, "row 0's prompt is None"),
+        ("train", [{"prompt": "q"}, {"prompt": 5}], "train: row 1: column 'prompt' holds a number"),
+        ("train", [{"prompt": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}], "user turn"),
+        ("evaluate", "empty", "the data has no rows"),
     ],
 )
 def test_python_data_of_the_wrong_shape_is_one_data_error(tiny_model_dir, in_tmp_cwd, call, data, words):
@@ -284,6 +295,8 @@ def test_python_data_of_the_wrong_shape_is_one_data_error(tiny_model_dir, in_tmp
 
     if data == "stream":
         data = Dataset.from_list([{"prompt": [{"role": "user", "content": "q"}]}]).to_iterable_dataset()
+    if data == "empty":
+        data = Dataset.from_dict({"prompt": []})
     trainer = GRPOTrainer(build_config(overrides={"model_name": str(tiny_model_dir), "output_dir": "out"}))
     with pytest.raises(DataError, match=re.escape(words)):
         getattr(trainer, call)(data)
@@ -298,3 +311,35 @@ def test_the_loader_takes_a_path_object(tmp_path):
     assert len(load_grpo_dataset(path)) == 1
     with pytest.raises(DataError, match="got int"):
         load_grpo_dataset(42)
+
+
+@pytest.mark.parametrize(
+    ("rewards", "weights", "words"),
+    [
+        (["length"], [1.0, 2.0], "reward_weights [1.0, 2.0] for 1 reward(s) (length_reward)"),
+        (["length"], [float("nan")], "give one finite number per reward"),
+        ("length", None, "reward_functions must be a list, got str"),
+        (["length"], 1.0, "reward_weights must be a list, got float"),
+        (["length", "length"], None, "reward_functions[1] is length_reward again"),
+    ],
+)
+def test_reward_arguments_are_checked_before_the_model_loads_or_the_folder_is_claimed(
+    tiny_model_dir, in_tmp_cwd, rewards, weights, words
+):
+    """A wrong weight count was found after the model loaded and left the folder marked as a run (fourth hunt)."""
+    from config import ConfigError, build_config
+    from grpo_trainer import GRPOTrainer
+
+    config = build_config(overrides={"model_name": str(tiny_model_dir), "output_dir": "out", "use_wandb": False})
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        GRPOTrainer(config, reward_functions=rewards, reward_weights=weights).train([{"prompt": "q"}] * 8)
+    assert not Path("out").exists()
+
+
+def test_python_rows_with_columns_named_like_trls_reward_arguments_are_renamed():
+    """TRL failed in the first step with "multiple values for keyword argument 'prompts'" (fourth hunt)."""
+    from grpo_trainer import as_grpo_dataset
+
+    rows = [{"prompt": "q", "prompts": "P", "completions": "C", "chosen": "a"}]
+    dataset = as_grpo_dataset(rows, "train", needs_length=False)
+    assert dataset.column_names == ["prompt", "source_prompts", "source_completions", "chosen"]
