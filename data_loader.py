@@ -1075,6 +1075,8 @@ def load_grpo_dataset(
         dataset_name = os.fspath(dataset_name)
     if not isinstance(dataset_name, str):  # an AttributeError from deep inside otherwise
         raise DataError(f"dataset_name must be a dataset name, hub id or path, got {type(dataset_name).__name__}.")
+    if not dataset_name.strip():  # a KeyError: None (fourth hunt)
+        raise DataError(f"dataset_name is empty; give one of {', '.join(DATASET_SOURCES)}, a hub id or a file path.")
     source_name, local_path = resolve_source(dataset_name)
     ignored = [flag for flag, value in (("--dataset-path", dataset_path), ("--dataset-subset", subset)) if value]
     if local_path and ignored:  # a local file is read as it is; these apply to a named dataset (fault hunt: silent)
@@ -1088,6 +1090,8 @@ def load_grpo_dataset(
                 f"the arithmetic dataset is generated, not read: {' and '.join(ignored)} do not apply. For your own "
                 "file use --custom-data PATH (also with --quick-test)."
             )
+        if isinstance(arithmetic_rows, bool) or not isinstance(arithmetic_rows, int) or arithmetic_rows < 1:
+            raise DataError(f"arithmetic_rows={arithmetic_rows!r}: give a positive number of questions.")
         return Dataset.from_list(make_arithmetic_rows(arithmetic_rows, seed))
     if dataset_path and subset:
         raise DataError(

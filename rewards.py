@@ -645,6 +645,13 @@ def _factory_kwargs(name: str, section: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in section.items() if k not in ("weight", "length_weight")}
 
 
+def _check_timeout(reward_timeout: Any) -> None:
+    """None (no limit) or a positive number of seconds (True counted as 1 s; a string failed at the first call)."""
+    number = isinstance(reward_timeout, (int, float)) and not isinstance(reward_timeout, bool)
+    if reward_timeout is not None and not (number and reward_timeout > 0):
+        raise ConfigError(f"reward_timeout={reward_timeout!r} must be a positive number of seconds (e.g. 60).")
+
+
 def build_reward_functions(
     names: Iterable[str],
     reward_config: str | Path | dict | None = None,
@@ -657,12 +664,20 @@ def build_reward_functions(
     (``package.module.function``, as TRL's own CLI accepts).  ``reward_timeout``: seconds one call may take
     (None: no limit); see ``guarded_reward``.
     """
-    if reward_timeout is not None and not (isinstance(reward_timeout, (int, float)) and reward_timeout > 0):
-        raise ConfigError(f"reward_timeout={reward_timeout!r} must be a positive number of seconds (e.g. 60).")
+    _check_timeout(reward_timeout)
+    if isinstance(names, str) or not isinstance(names, Iterable):  # "length" was read letter by letter
+        raise ConfigError(f"reward functions must be a list of names, got {type(names).__name__}: e.g. ['accuracy'].")
+    if preset not in REWARD_WEIGHT_PRESETS:
+        raise ConfigError(f"reward weight preset {preset!r}: choose one of {', '.join(REWARD_WEIGHT_PRESETS)}.")
     _stop_requested.clear()  # a new run's rewards: no stop requested yet
     settings = load_reward_config(reward_config)
     functions, weights = [], []
     for name in names:
+        if not isinstance(name, str):  # a function here was a TypeError ("in" on a function)
+            raise ConfigError(
+                f"reward function {name!r}: give a name ({', '.join(REWARD_NAMES)}) or a package.module.function "
+                "path (functions go to GRPOTrainer(config, reward_functions=[...]))."
+            )
         if name in REWARD_FACTORIES:
             section = settings.get(name, {})
             fn = REWARD_FACTORIES[name](**_factory_kwargs(name, section))
@@ -689,6 +704,9 @@ def guard_rewards(
     paths) guarded like the config's, each under its own name.  A function of the caller's went to TRL as it was:
     one that raised stopped training, one that hung stalled it past ``reward_timeout``, and two lambdas shared a
     name (one overwrote the other's scores in ``evaluate``)."""
+    _check_timeout(reward_timeout)
+    if isinstance(items, str) or not isinstance(items, Iterable):
+        raise ConfigError(f"reward functions must be a list, got {type(items).__name__}: e.g. [my_reward, 'length'].")
     functions: list[RewardFunc] = []
     taken: set[str] = set()
     for index, item in enumerate(items):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 
 import pytest
 
@@ -567,3 +568,13 @@ def test_arithmetic_questions_are_not_repeated():
     rows = make_arithmetic_rows(2000)
     assert len({row[PROMPT][-1]["content"] for row in rows}) == 2000
     assert len(make_arithmetic_rows(20, max_operand=2)) == 20  # more rows than questions: repeats, no endless loop
+
+
+@pytest.mark.parametrize(
+    ("name", "rows", "words"),
+    [("", 10, "dataset_name is empty"), ("arithmetic", 0, "arithmetic_rows=0"), ("arithmetic", "5", "rows='5'")],
+)
+def test_odd_loader_arguments_are_one_data_error(name, rows, words):
+    """A KeyError: None, or an empty dataset found only by train() (fourth hunt)."""
+    with pytest.raises(DataError, match=re.escape(words)):
+        load_grpo_dataset(name, arithmetic_rows=rows)

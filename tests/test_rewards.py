@@ -21,6 +21,7 @@ from rewards import (
     get_accuracy_reward,
     get_custom_reward,
     get_length_reward,
+    guard_rewards,
     guarded_reward,
     load_function,
     preview_rewards,
@@ -437,7 +438,24 @@ def test_weighted_total_skips_none_like_trl():
     assert weighted_total(scores, [1.0, 0.5]) == [1.25, 1.0, None]
 
 
-@pytest.mark.parametrize("timeout", [0, -1, "60"])
+@pytest.mark.parametrize(
+    ("call", "words"),
+    [
+        (lambda: build_reward_functions(None), "must be a list of names, got NoneType"),
+        (lambda: build_reward_functions("length"), "must be a list of names, got str"),
+        (lambda: build_reward_functions([len]), "give a name"),
+        (lambda: build_reward_functions(["length"], preset="nope"), "preset 'nope': choose one of"),
+        (lambda: guard_rewards(None), "must be a list, got NoneType"),
+        (lambda: guard_rewards([len], reward_timeout="x"), "reward_timeout='x'"),
+    ],
+)
+def test_the_reward_builders_refuse_odd_arguments_in_one_error(call, words):
+    """TypeError / KeyError from inside, or a string timeout failing at the first call (fourth hunt)."""
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        call()
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "60", True])
 def test_reward_timeout_must_be_positive(timeout):
     with pytest.raises(ConfigError, match="reward_timeout"):
         build_reward_functions(["length"], reward_timeout=timeout)
