@@ -338,6 +338,11 @@ POSITIVE = {
     "max_samples",
     "num_iterations",  # 0 trained no step and marked the run finished (fault hunt)
     "lora_alpha",
+    # TRL fields whose bad values failed inside the first step, or trained without a word (fourth hunt)
+    "repetition_penalty",
+    "epsilon",
+    "epsilon_high",
+    "delta",
 }
 NON_NEGATIVE = {"beta", "eval_samples", "warmup_steps", "weight_decay", "max_grad_norm", "seed", "eval_steps"}
 NON_NEGATIVE |= {"log_completions_steps", "save_total_limit", "top_k"}
@@ -359,7 +364,12 @@ CHOICES = {
     "loss_type": values_trl_lists("loss_type"),
     "scale_rewards": ("group", "batch", "none"),  # or true / false
     "cache_implementation": ALL_CACHE_IMPLEMENTATIONS,
+    # as TRL's help states them; TRL checks the first only in the first step, the second never without vLLM
+    "importance_sampling_level": ("token", "sequence"),
+    "vllm_mode": ("server", "colocate"),
 }
+# Probabilities, with the ranges TRL's help gives: (low, high, low included)
+UNIT_RANGES = {"top_p": (0.0, 1.0, False), "min_p": (0.0, 1.0, True)}
 
 
 @typing.no_type_check
@@ -447,6 +457,10 @@ def check_value(key: str, value: Any) -> None:
         raise ConfigError(f"{key}={value!r} must be zero or more.")
     if CHOICES.get(key) and value not in CHOICES[key]:
         raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(CHOICES[key])}.")
+    if key in UNIT_RANGES and isinstance(value, (int, float)):
+        low, high, low_included = UNIT_RANGES[key]
+        if not (low <= value <= high if low_included else low < value <= high):
+            raise ConfigError(f"{key}={value!r} must be in {'[' if low_included else '('}{low:g}, {high:g}].")
     _check_special(key, value)
 
 

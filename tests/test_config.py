@@ -154,6 +154,13 @@ def test_same_setting_twice_in_one_layer_is_refused(tmp_path):
         ({"learning_rate": -1}, "learning_rate=-1 must be a positive number"),
         ({"reward_weights": [float("nan")]}, "every number must be finite"),  # learned nothing (fault hunt)
         ({"reward_functions": ["accuracy", "accuracy"]}, "names accuracy twice"),
+        ({"top_p": 2.0}, "top_p=2.0 must be in (0, 1]"),  # these trained without a word, or failed mid-step
+        ({"top_p": 0.0}, "top_p=0.0 must be in (0, 1]"),
+        ({"min_p": 2.0}, "min_p=2.0 must be in [0, 1]"),
+        ({"repetition_penalty": 0.0}, "repetition_penalty=0.0 must be a positive number"),
+        ({"epsilon": -1.0}, "epsilon=-1.0 must be a positive number"),
+        ({"importance_sampling_level": "foo"}, "choose one of: token, sequence"),
+        ({"vllm_mode": "foo"}, "choose one of: server, colocate"),
         ({"reward_weights": [float("inf")]}, "every number must be finite"),
         ({"max_completion_length": 4096}, "must be below max_seq_length"),
         ({"lora_rank": "8"}, "lora_rank='8' must be an integer"),
