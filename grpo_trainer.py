@@ -405,10 +405,14 @@ class GRPOTrainer:
         ``per_device_eval_batch_size``."""
         import torch
 
+        if not isinstance(prompts, (str, list, tuple)):  # None was a TypeError; a dict was read key by key
+            raise DataError(f"generate needs a prompt or a list of prompts, got {type(prompts).__name__}.")
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)  # a string was cut into characters
         prompts = [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts]
-        if max_new_tokens is not None and max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens={max_new_tokens}: generate at least 1 token (None: the config's).")
+        _check_prompts(prompts, "generate")  # [1, 2] gave one completion for two prompts
+        number = isinstance(max_new_tokens, int) and not isinstance(max_new_tokens, bool)
+        if max_new_tokens is not None and not (number and max_new_tokens >= 1):
+            raise ConfigError(f"max_new_tokens={max_new_tokens!r}: generate at least 1 token (None: the config's).")
         loaded = self._require_loaded()
         model, tokenizer = loaded.model, loaded.tokenizer
         if loaded.backend == "unsloth":

@@ -270,6 +270,13 @@ def test_generate_takes_plain_strings_one_completion_each(tiny_model_dir, in_tmp
     assert len(trainer.generate(["q1", "q2", chat], max_new_tokens=2)) == 3
     with pytest.raises(ConfigError, match="max_new_tokens=0"):
         trainer.generate("q", max_new_tokens=0)
+    with pytest.raises(ConfigError, match="max_new_tokens='3'"):  # a TypeError inside transformers (fourth hunt)
+        trainer.generate("q", max_new_tokens="3")
+    from data_loader import DataError
+
+    for odd, words in ((None, "got NoneType"), ({"role": "user", "content": "hi"}, "got dict"), ([1, 2], "row 0")):
+        with pytest.raises(DataError, match=words):  # a dict was read key by key; [1, 2] gave one completion
+            trainer.generate(odd)
 
 
 @pytest.mark.parametrize(
