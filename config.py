@@ -171,13 +171,15 @@ class GRPOConfig(trl.GRPOConfig):
         given |= {"reward_function_type": reward_function_type, "gamma": gamma}
         aliases = {k: v for k, v in given.items() if v is not None}
         # A setting given under both names must agree, as in a config file (GRPOConfig(group_size=4,
-        # num_generations=8) silently took 4): the real name counts as given when it is not its default.
+        # num_generations=8) silently took 4): the real name counts as given when passed, or not its default
+        # (set before the call, e.g. by a copy).
         defaults = {
             f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             for f in dataclasses.fields(self)
         }  # (a list default comes from its factory: reward_functions=['accuracy'] counted as given)
         canonical = {ALIASES[a][0] for a in aliases} - {None}
-        also_given = {k: getattr(self, k) for k in canonical if getattr(self, k) != defaults.get(k)}
+        passed = getattr(self, "_given_keys", frozenset())
+        also_given = {k: getattr(self, k) for k in canonical if k in passed or getattr(self, k) != defaults.get(k)}
         for key, value in resolve_aliases({**also_given, **aliases}, "GRPOConfig").items():
             setattr(self, key, value)
         for f in dataclasses.fields(self):
@@ -305,11 +307,14 @@ VALID_KEYS = frozenset(OWN_KEYS) | frozenset(TRL_KEYS) | frozenset(ALIASES)
 
 def _init_naming_unknown_keys(dataclass_init):
     """The dataclass constructor, with a mistyped keyword reported as the config file's would be (a ConfigError
-    with the close valid names) instead of Python's bare ``TypeError: unexpected keyword argument``."""
+    with the close valid names) instead of Python's bare ``TypeError: unexpected keyword argument``; the keywords
+    given are noted for ``__post_init__`` (an alias and its real name both given must agree, even where the real
+    name's value is its default)."""
 
     @functools.wraps(dataclass_init)
     def init(self, *args, **kwargs):
         check_keys(kwargs, f"{type(self).__name__}(...)")
+        object.__setattr__(self, "_given_keys", frozenset(kwargs))
         dataclass_init(self, *args, **kwargs)
 
     return init

@@ -350,11 +350,16 @@ def test_trl_defaults_match_a_built_trl_config():
 
 
 def test_a_setting_given_under_both_names_in_python_must_agree():
-    """As in a config file: GRPOConfig(group_size=4, num_generations=6) took 4 silently (fault hunt). When the real
-    name holds its default value it cannot be told from not given, and the alias wins."""
+    """As in a config file: GRPOConfig(group_size=4, num_generations=6) took 4 silently (fault hunt), and so did
+    num_generations=8, TRL's default (fourth hunt: a default value passed could not be told from none)."""
     with pytest.raises(ConfigError, match="group_size=4 and num_generations=6 name the same setting"):
         GRPOConfig(group_size=4, num_generations=6)
+    with pytest.raises(ConfigError, match="group_size=4 and num_generations=8 name the same setting"):
+        GRPOConfig(group_size=4, num_generations=8, per_device_train_batch_size=8)
+    with pytest.raises(ConfigError, match="name the same setting"):
+        GRPOConfig(reward_function_type="length", reward_functions=["accuracy"])
     assert GRPOConfig(group_size=4).num_generations == 4
+    assert GRPOConfig(group_size=4, num_generations=4).num_generations == 4
     # a list default (from its factory) is a default too: the alias alone failed as if both were given (third hunt)
     assert GRPOConfig(reward_function_type="length").reward_functions == ["length"]
 
