@@ -276,6 +276,7 @@ class GRPOTrainer:
                 "another run (with an output_dir of its own), or to continue this one pass "
                 "resume_from_checkpoint='latest' to a new trainer."
             )
+        _check_callbacks(callbacks)
         dataset = as_grpo_dataset(dataset, "train", needs_length=False)
         if eval_dataset is not None:
             eval_dataset = as_grpo_dataset(eval_dataset, "eval_dataset", needs_length=False)
@@ -382,6 +383,8 @@ class GRPOTrainer:
     def save_model(self, path: str | Path | None = None) -> Path:
         """Save the LoRA adapter and tokenizer (to ``output_dir`` by default)."""
         target = Path(path or self.config.output_dir)
+        if target.exists() and not target.is_dir():  # a FileExistsError from inside (fourth hunt)
+            raise RunDirError(f"save_model: {target} is a file; give a folder for the adapter.")
         if self._writes_into_another_run(target):  # with a path too: another run's adapter was replaced (hunt)
             raise RunDirError(
                 f"save_model: {target} holds another run, which is kept as it is; train first (train() claims "
@@ -492,6 +495,20 @@ class GRPOTrainer:
         if write and is_main_process():
             write_eval_results(Path(self.config.output_dir), results)
         return results
+
+
+def _check_callbacks(callbacks) -> None:
+    """transformers' callbacks: instances or classes of ``TrainerCallback`` (an object failed inside transformers)."""
+    from transformers import TrainerCallback
+
+    _check_lists(callbacks=callbacks)
+    for index, callback in enumerate(callbacks or ()):
+        is_class = isinstance(callback, type) and issubclass(callback, TrainerCallback)
+        if not (is_class or isinstance(callback, TrainerCallback)):
+            raise ConfigError(
+                f"callbacks[{index}] is {type(callback).__name__}; give transformers.TrainerCallback instances or "
+                "classes."
+            )
 
 
 def _check_lists(**arguments) -> None:

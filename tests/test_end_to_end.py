@@ -141,6 +141,8 @@ def test_seed_python_snippets(tiny_model_dir, in_tmp_cwd, reward_config):
         again.save_model()
     with pytest.raises(RunDirError, match="holds another run"):  # with the path given, too (fourth hunt)
         again.save_model("my_grpo_outputs")
+    with pytest.raises(RunDirError, match="is a file; give a folder"):
+        again.save_model("my_config.json")
     with pytest.raises(RunDirError, match="has not loaded its adapter"):  # the base model's scores replaced its own
         again.evaluate(dataset)
     assert Path("my_grpo_outputs/adapter_model.safetensors").read_bytes() == adapter
@@ -328,6 +330,7 @@ def test_the_loader_takes_a_path_object(tmp_path):
         ("length", None, "reward_functions must be a list, got str"),
         (["length"], 1.0, "reward_weights must be a list, got float"),
         (["length", "length"], None, "reward_functions[1] is length_reward again"),
+        (["length"], "callbacks", "callbacks[0] is int; give transformers.TrainerCallback"),
     ],
 )
 def test_reward_arguments_are_checked_before_the_model_loads_or_the_folder_is_claimed(
@@ -338,8 +341,12 @@ def test_reward_arguments_are_checked_before_the_model_loads_or_the_folder_is_cl
     from grpo_trainer import GRPOTrainer
 
     config = build_config(overrides={"model_name": str(tiny_model_dir), "output_dir": "out", "use_wandb": False})
+    callbacks = [1] if weights == "callbacks" else None
+    weights = None if weights == "callbacks" else weights
     with pytest.raises(ConfigError, match=re.escape(words)):
-        GRPOTrainer(config, reward_functions=rewards, reward_weights=weights).train([{"prompt": "q"}] * 8)
+        GRPOTrainer(config, reward_functions=rewards, reward_weights=weights).train(
+            [{"prompt": "q"}] * 8, callbacks=callbacks
+        )
     assert not Path("out").exists()
 
 
