@@ -349,25 +349,13 @@ IMPORT_TIMEOUT_S = 300.0  # a reward module that waits when imported (a download
 def _import_bounded(spec: str, load: Callable[[], Any]) -> Any:
     """``load()`` (an import of user code) in a worker thread, given up after ``IMPORT_TIMEOUT_S`` with a
     ConfigError; what it raises is raised here. The thread is abandoned, not killed (as a stuck reward call)."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = load()
-        except BaseException as err:  # noqa: BLE001 - handed to the calling thread, which decides
-            box["error"] = err
-
-    worker = threading.Thread(target=run, name=f"import {spec}", daemon=True)
-    worker.start()
-    _wait(worker, IMPORT_TIMEOUT_S)
-    if worker.is_alive():
+    finished, module = _run_in_worker(load, f"import {spec}", IMPORT_TIMEOUT_S)
+    if not finished:
         raise ConfigError(
             f"reward function {spec!r}: importing it did not finish in {IMPORT_TIMEOUT_S:g} s; the module waits "
             "for something when imported (a download, input(), a server?): move that into the function."
         )
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+    return module
 
 
 # --------------------------------------------------------------------------------------------------
@@ -466,21 +454,31 @@ def _call_bounded(fn: RewardFunc, completions: list, kwargs: dict, warnings: _Wa
     if timeout is None:
         return True, _score_batch(fn, completions, kwargs, warnings)
     abandoned = threading.Event()
+    finished, result = _run_in_worker(
+        lambda: _score_batch(fn, completions, _detached(kwargs, abandoned), _CallWarnings(warnings, abandoned)),
+        f"reward {warnings.name}",
+        timeout,
+    )
+    if not finished:
+        abandoned.set()  # not killed: an exception injected into user code could leave a lock (logging's) held
+    return finished, result
+
+
+def _run_in_worker(work: Callable[[], Any], name: str, timeout: float):
+    """(True, ``work()``'s value) when it finished within ``timeout`` s in a daemon thread (what it raised is raised
+    here), else (False, the still-running thread, left to finish on its own)."""
     box: dict[str, Any] = {}
 
     def run() -> None:
         try:
-            box["value"] = _score_batch(
-                fn, completions, _detached(kwargs, abandoned), _CallWarnings(warnings, abandoned)
-            )
+            box["value"] = work()
         except BaseException as err:  # noqa: BLE001 - handed to the calling thread, which decides
             box["error"] = err
 
-    worker = threading.Thread(target=run, name=f"reward {warnings.name}", daemon=True)
+    worker = threading.Thread(target=run, name=name, daemon=True)
     worker.start()
     _wait(worker, timeout)
     if worker.is_alive():
-        abandoned.set()  # not killed: an exception injected into user code could leave a lock (logging's) held
         return False, worker
     if "error" in box:
         raise box["error"]
