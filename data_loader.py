@@ -123,6 +123,12 @@ def _prompt_before_reply(messages: list[dict[str, str]]) -> list[dict[str, str]]
     return messages[:last_assistant]
 
 
+def checked_prompt(value: Any) -> list[dict[str, str]]:
+    """A ``prompt`` as the converters leave it (text, or chat messages ending with a non-empty user turn), else a
+    DataError saying what is wrong; for data that reaches the trainer without a converter."""
+    return _checked_prompt(_as_messages(value, PROMPT), PROMPT)
+
+
 def _checked_prompt(messages: list[dict[str, str]], key: str) -> list[dict[str, str]]:
     if not messages or messages[-1][ROLE] != "user":
         raise DataError(f"'{key}' must end with a user turn")

@@ -45,6 +45,7 @@ from data_loader import (
     RENAMED_COLUMN_PREFIX,
     RESERVED_COLUMNS,
     DataError,
+    checked_prompt,
     dataset_from_rows,
     prompt_token_counts,
 )
@@ -568,19 +569,13 @@ def _check_prompts(prompts, purpose: str) -> None:
     """Each prompt is text or a chat ending with a user turn: None, numbers, [] and a reply at the end failed
     inside TRL's first step after the model was loaded, or trained on the reply (fault hunt)."""
     for index, prompt in enumerate(prompts):
-        if isinstance(prompt, str) and prompt.strip():
-            continue
-        if (
-            isinstance(prompt, list)
-            and prompt
-            and all(isinstance(m, dict) and isinstance(m.get("content"), str) and "role" in m for m in prompt)
-            and prompt[-1]["role"] == "user"
-        ):
-            continue
-        raise DataError(
-            f"{purpose}: row {index}'s prompt is {prompt!r:.80}; give text, or chat messages ending with a user turn "
-            "(data_loader.load_grpo_dataset converts conversations and the known formats)."
-        )
+        try:
+            checked_prompt(prompt)  # the loader's own rule for a converted row's prompt
+        except DataError as err:
+            raise DataError(
+                f"{purpose}: row {index}'s prompt is {prompt!r:.80} ({err}); give text, or chat messages ending with a "
+                "user turn (data_loader.load_grpo_dataset converts conversations and the known formats)."
+            ) from None
 
 
 def describe(values: list[float | None]) -> dict[str, float]:
