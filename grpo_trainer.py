@@ -132,7 +132,7 @@ class GRPOTrainer:
                 "or config.load_config_from_file(path)."
             )
         config.validate()  # the seed's API sets attributes by hand after building the config
-        _check_lists(reward_functions=reward_functions, reward_weights=reward_weights)
+        _check_lists(reward_weights=reward_weights)  # (guard_rewards checks reward_functions)
         if reward_functions is not None and config.reward_model:  # it was dropped without a word (fault hunt)
             logger.warning(
                 "reward_model %s is not used: the reward_functions given to GRPOTrainer are the rewards (add "

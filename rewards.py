@@ -704,7 +704,7 @@ def guard_rewards(
     name (one overwrote the other's scores in ``evaluate``)."""
     _check_timeout(reward_timeout)
     if isinstance(items, str) or not isinstance(items, Iterable):
-        raise ConfigError(f"reward functions must be a list, got {type(items).__name__}: e.g. [my_reward, 'length'].")
+        raise ConfigError(f"reward_functions must be a list, got {type(items).__name__}; e.g. [my_reward, 'length'].")
     functions: list[RewardFunc] = []
     taken: set[str] = set()
     for index, item in enumerate(items):
