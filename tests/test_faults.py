@@ -292,6 +292,23 @@ DATA_CASES = [
             __import__("datasets").Dataset.from_list(GOOD_ROWS).select([]).to_parquet(str(tmp / "d.parquet"))
         ),
     ),
+    preview(  # TRL's conversational format: "unrecognised columns ['messages']" before
+        "data-messages-column-accepted",
+        {
+            "data.jsonl": jsonl(
+                [{"messages": [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2"}]}] * 8
+            )
+        },
+        [],
+        code=0,
+    ),
+    Case(  # accuracy graded every row by keywords, said only at INFO
+        "data-no-reference-warned",
+        ["--reward-preview", *DATA, "--reward-function", "accuracy"],
+        0,
+        ["no row has a reference answer"],
+        {"data.jsonl": jsonl([{"prompt": f"What is {i} + 1?"} for i in range(8)])},
+    ),
     preview("data-utf16-without-bom", {"data.jsonl": GOOD.encode("utf-16-le")}, ["data.jsonl:1", "UTF-16"]),
     preview(
         "data-csv-column-twice",
