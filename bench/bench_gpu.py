@@ -16,6 +16,8 @@ after the first), ``:nographs`` (Unsloth's CUDA-graph decoding off), ``:compile`
 static-cache decoding: for our rows the ``compile_generation`` option with a static cache, on any weights),
 ``:unfolded`` (the LM head as Unsloth calls it, without ``unsloth_decode.fold_rows_into_one_matrix``),
 ``:qkvstrided`` (Unsloth's decode projections as it calls them, without ``unsloth_decode.foldable_rows``),
+``:dequant`` (Unsloth's 4-bit decode projections dequantizing every weight, without
+``unsloth_decode.four_bit_rows``),
 ``:gqamath`` (Unsloth's decode attention as it ships, without ``unsloth_decode.groups_as_rows``: SDPA's math
 kernel),
 ``:profile`` (the first ``generate`` call after warm-up runs under ``torch.profiler``: where a decode step's time
@@ -64,6 +66,7 @@ class Point:
     fold: bool = True
     fold_projections: bool = True
     rows_attention: bool = True
+    fused_4bit: bool = True
 
     @classmethod
     def parse(cls, spec: str) -> Point:
@@ -78,6 +81,8 @@ class Point:
                 point.rows_attention = False
             elif flag == "qkvstrided":
                 point.fold_projections = False
+            elif flag == "dequant":
+                point.fused_4bit = False
             elif flag in ("nographs", "compile", "profile"):
                 setattr(point, "graphs" if flag == "nographs" else flag, flag != "nographs")
             else:
@@ -231,12 +236,27 @@ def profiled(inner, path: Path, *args, **kwargs):
 
 def unsloth_as_shipped(home: str, name: str, wrapper: str, bound_as: str | None = None) -> None:
     """Undo one of ``unsloth_decode``'s patches in this process: Unsloth's ``home.name`` back where the
-    wrapper (kept as ``home.wrapper``) was bound (point flags ``:gqamath``, ``:qkvstrided``)."""
+    wrapper (kept as ``home.wrapper``) was bound (point flag ``:gqamath``)."""
     module = sys.modules[home]
     for name_, model_module in list(sys.modules.items()):
         bound = bound_as or name
         if name_.startswith("unsloth.models") and getattr(model_module, bound, None) is getattr(module, wrapper):
             setattr(model_module, bound, getattr(module, name))
+
+
+def unsloth_projections(fold: bool, fused: bool) -> None:
+    """Bind Unsloth's decode projections with only the chosen fixes of ``unsloth_decode.decode_projections``
+    (point flags ``:qkvstrided``: no ``foldable_rows``; ``:dequant``: no ``four_bit_rows``)."""
+    import unsloth_decode
+
+    chosen = sys.modules["unsloth.kernels.utils"].fast_linear_forward
+    if fold:
+        chosen = unsloth_decode.foldable_rows(chosen)
+    if fused:
+        chosen = unsloth_decode.four_bit_rows(chosen)
+    for name, module in list(sys.modules.items()):
+        if name.startswith("unsloth.models") and hasattr(module, "fast_linear_forward"):
+            module.fast_linear_forward = chosen
 
 
 def length_reward(completions, **kwargs):
@@ -343,8 +363,8 @@ class OursRunner:
                 "_grpo_groups_as_rows",
                 bound_as="scaled_dot_product_attention",
             )
-        if not point.fold_projections:
-            unsloth_as_shipped("unsloth.kernels.utils", "fast_linear_forward", "_grpo_foldable_rows")
+        if not (point.fold_projections and point.fused_4bit):
+            unsloth_projections(fold=point.fold_projections, fused=point.fused_4bit)
         self.probe.instrument(trainer.model)
         trainer.train(dataset(512, self.args.prompt_padding), callbacks=[self.probe.callback()])
         return trainer.trl_trainer
