@@ -24,7 +24,7 @@ _DECODE_SDPA_KWARGS = frozenset({"attn_mask", "is_causal", "enable_gqa", "scale"
 def speed_up_decoding(model) -> None:
     """Apply the fixes to an Unsloth model (those in Unsloth's own modules once per process)."""
     fold_rows_into_one_matrix(model.get_output_embeddings())
-    _patch_unsloth_models("unsloth.kernels.utils", "fast_linear_forward", decode_projections)
+    _patch_unsloth_models("unsloth.kernels.utils", "fast_linear_forward", foldable_rows)
     _patch_unsloth_models(
         "unsloth.utils.attention_dispatch",
         "decode_scaled_dot_product_attention",
@@ -71,11 +71,6 @@ def _patch_unsloth_models(home: str, name: str, wrap, bound_as: str | None = Non
             setattr(module, bound_as, wrapped)
 
 
-def decode_projections(linear_forward):
-    """Unsloth's ``fast_linear_forward`` with both fixes of the decode projections (``four_bit_rows`` outside)."""
-    return four_bit_rows(foldable_rows(linear_forward))
-
-
 def foldable_rows(linear_forward):
     """Unsloth's ``fast_linear_forward`` handed its one-token input [B, 1, H] with strides ``torch.matmul`` folds.
 
@@ -93,69 +88,6 @@ def foldable_rows(linear_forward):
         return linear_forward(proj, X, *args, **kwargs)
 
     return fast_linear_forward
-
-
-def four_bit_rows(linear_forward):
-    """Unsloth's ``fast_linear_forward`` that multiplies one decode token of many sequences by an NF4 weight in
-    one fused kernel (``nf4_matmul``) instead of dequantizing the weight to a 16-bit copy first.
-
-    Why: at our default generation batch (128 sequences) Unsloth 2026.10.9 takes its fused 4-bit kernels only up
-    to 4 rows and otherwise dequantizes every weight on every decode step, 29% of the step's kernel time on an
-    H200. Only what Unsloth computes itself is taken over: the base product of a plain (or single-LoRA) NF4
-    projection, then LoRA and bias added as Unsloth adds them; every other call goes to ``linear_forward``."""
-    utils = sys.modules["unsloth.kernels.utils"]
-    declines = [getattr(utils, name, None) for name in _UNSLOTH_OWN_FORWARD]
-    if None in declines or not hasattr(utils, "get_lora_parameters_bias"):
-        logger.warning("Unsloth's 4-bit decoding was not sped up: unsloth.kernels.utils is laid out otherwise")
-        return linear_forward
-    try:
-        import nf4_matmul
-    except ImportError as missing:  # Triton: Unsloth needs it too, so only a broken install lacks it
-        logger.warning("Unsloth's 4-bit decoding was not sped up: %s", missing)
-        return linear_forward
-
-    @functools.wraps(linear_forward)
-    def fast_linear_forward(proj, X, *args, **kwargs):
-        out = kwargs.get("out")
-        if args or set(kwargs) - {"out"} or not _one_token_without_grad(X, out):
-            return linear_forward(proj, X, *args, **kwargs)
-        if any(decline(proj) for decline in declines):
-            return linear_forward(proj, X, *args, **kwargs)
-        W, quant_state, lora_A, lora_B, lora_S, bias = utils.get_lora_parameters_bias(proj)
-        rows = X[:, 0]
-        if quant_state is None or not nf4_matmul.fits(rows, W, quant_state):
-            return linear_forward(proj, X, *args, **kwargs)
-        if out is None:
-            out = X.new_empty(X.shape[0], 1, quant_state.shape[0])
-        product = nf4_matmul.nf4_matmul(rows, W, quant_state, out=out[:, 0])
-        if lora_A is not None:
-            product.addmm_(rows @ lora_A.to(X.dtype).t(), lora_B.to(X.dtype).t(), alpha=lora_S)
-        if bias is not None:
-            product += bias
-        return out
-
-    return fast_linear_forward
-
-
-# Unsloth's own tests of a projection it hands to the module's forward instead of computing it itself.
-_UNSLOTH_OWN_FORWARD = (
-    "_has_non_lora_adapter",
-    "_has_multiple_active_adapters",
-    "_has_active_dora_adapter",
-    "_has_active_lora_bias",
-    "_has_packed_qweight",
-)
-
-
-def _one_token_without_grad(X, out) -> bool:
-    """Whether this is a decode call the fused kernel can write: [B, 1, K] rows, no autograd, no tracing."""
-    import torch
-
-    if torch.is_grad_enabled() or torch.compiler.is_compiling() or X.dim() != 3 or X.shape[1] != 1:
-        return False
-    if out is None:
-        return True
-    return out.dim() == 3 and out.shape[:2] == X.shape[:2] and out.stride(-1) == 1 and out.dtype == X.dtype
 
 
 def groups_as_rows(sdpa):
@@ -194,6 +126,7 @@ def groups_as_rows(sdpa):
             out = torch.nn.functional.scaled_dot_product_attention(rows, key, value, attn_mask=mask, scale=scale)
         return out.reshape(batch, heads, 1, dim)
 
+    attention.step_bias = bias  # the benchmark turns the direct call off through it (point flag :sdpaattn)
     return attention
 
 

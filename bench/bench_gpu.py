@@ -16,12 +16,13 @@ after the first), ``:nographs`` (Unsloth's CUDA-graph decoding off), ``:compile`
 static-cache decoding: for our rows the ``compile_generation`` option with a static cache, on any weights),
 ``:unfolded`` (the LM head as Unsloth calls it, without ``unsloth_decode.fold_rows_into_one_matrix``),
 ``:qkvstrided`` (Unsloth's decode projections as it calls them, without ``unsloth_decode.foldable_rows``),
-``:dequant`` (Unsloth's 4-bit decode projections dequantizing every weight, without
-``unsloth_decode.four_bit_rows``),
+``:sdpaattn`` (the decode attention as rows through SDPA's front end, as the eighth session had it, instead of
+straight to the memory-efficient kernel with the step's bias made once),
 ``:gqamath`` (Unsloth's decode attention as it ships, without ``unsloth_decode.groups_as_rows``: SDPA's math
 kernel),
 ``:profile`` (the first ``generate`` call after warm-up runs under ``torch.profiler``: where a decode step's time
-goes, as tables next to ``--out``; the profiler slows that round, so a profiled point's timings are not figures).
+goes, as tables next to ``--out``; the profiler slows that round, so a profiled point's timings are not figures),
+``:cprofile`` (the same round under Python's ``cProfile`` instead: where the host's time goes),
 Every point uses the same prompts (built-in arithmetic), G, completion length, optimizer batch, LoRA rank and a
 cheap length reward.  One generation round feeds ``generation_batch / batch`` optimizer steps, so whole rounds
 are timed: one warm-up round, then at least ``--steps`` steps.
@@ -66,7 +67,8 @@ class Point:
     fold: bool = True
     fold_projections: bool = True
     rows_attention: bool = True
-    fused_4bit: bool = True
+    direct_attention: bool = True
+    cprofile: bool = False
 
     @classmethod
     def parse(cls, spec: str) -> Point:
@@ -81,8 +83,10 @@ class Point:
                 point.rows_attention = False
             elif flag == "qkvstrided":
                 point.fold_projections = False
-            elif flag == "dequant":
-                point.fused_4bit = False
+            elif flag == "sdpaattn":
+                point.direct_attention = False
+            elif flag == "cprofile":
+                point.profile, point.cprofile = True, True
             elif flag in ("nographs", "compile", "profile"):
                 setattr(point, "graphs" if flag == "nographs" else flag, flag != "nographs")
             else:
@@ -128,10 +132,12 @@ class Probe:
         self.model = None
         self.reset(profile_call=None, profile_path=None)
 
-    def reset(self, profile_call: int | None, profile_path: Path | None) -> None:
-        """Start a point: ``generate`` call number ``profile_call`` (0-based) is profiled into ``profile_path``."""
+    def reset(self, profile_call: int | None, profile_path: Path | None, python: bool = False) -> None:
+        """Start a point: ``generate`` call number ``profile_call`` (0-based) is profiled into ``profile_path``
+        (by ``cProfile`` where ``python``, else by ``torch.profiler``)."""
         self.records, self.generate_calls, self.peaks = [], 0, {"generate": 0, "other": 0}
         self.profile_call, self.profile_path = profile_call, profile_path
+        self.profiler = python_profiled if python else profiled
 
     def watched(self, inner):
         """``generate`` with its peak memory kept apart, and profiled once if the point asks."""
@@ -146,7 +152,7 @@ class Probe:
             number, self.generate_calls = self.generate_calls, self.generate_calls + 1
             try:
                 if number == self.profile_call:
-                    return profiled(inner, self.profile_path, *args, **kwargs)
+                    return self.profiler(inner, self.profile_path, *args, **kwargs)
                 return inner(*args, **kwargs)
             finally:
                 if cuda:
@@ -234,29 +240,42 @@ def profiled(inner, path: Path, *args, **kwargs):
     return result
 
 
+def python_profiled(inner, path: Path, *args, **kwargs):
+    """Run ``inner`` under ``cProfile`` and write the functions by own time and by cumulative time to ``path``:
+    where the host spends a decode step (the GPU runs ahead except where something waits for it)."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    synchronize()
+    started = time.perf_counter()
+    result = profiler.runcall(inner, *args, **kwargs)
+    synchronize()
+    wall = time.perf_counter() - started
+    ids = getattr(result, "sequences", result)
+    new_tokens = ids.shape[-1] - kwargs["input_ids"].shape[-1] if "input_ids" in kwargs else -1
+    stream = io.StringIO()
+    stats = pstats.Stats(profiler, stream=stream)
+    stats.sort_stats("tottime").print_stats(50)
+    stats.sort_stats("cumulative").print_stats(60)
+    header = (
+        f"generate under cProfile: {wall:.2f} s wall, batch {ids.shape[0]}, {new_tokens} new tokens, "
+        f"{1000 * wall / max(new_tokens, 1):.1f} ms per decode step (profiled)"
+    )
+    path.write_text(header + "\n" + stream.getvalue())
+    print(header, "->", path, flush=True)
+    return result
+
+
 def unsloth_as_shipped(home: str, name: str, wrapper: str, bound_as: str | None = None) -> None:
     """Undo one of ``unsloth_decode``'s patches in this process: Unsloth's ``home.name`` back where the
-    wrapper (kept as ``home.wrapper``) was bound (point flag ``:gqamath``)."""
+    wrapper (kept as ``home.wrapper``) was bound (point flags ``:gqamath``, ``:qkvstrided``)."""
     module = sys.modules[home]
     for name_, model_module in list(sys.modules.items()):
         bound = bound_as or name
         if name_.startswith("unsloth.models") and getattr(model_module, bound, None) is getattr(module, wrapper):
             setattr(model_module, bound, getattr(module, name))
-
-
-def unsloth_projections(fold: bool, fused: bool) -> None:
-    """Bind Unsloth's decode projections with only the chosen fixes of ``unsloth_decode.decode_projections``
-    (point flags ``:qkvstrided``: no ``foldable_rows``; ``:dequant``: no ``four_bit_rows``)."""
-    import unsloth_decode
-
-    chosen = sys.modules["unsloth.kernels.utils"].fast_linear_forward
-    if fold:
-        chosen = unsloth_decode.foldable_rows(chosen)
-    if fused:
-        chosen = unsloth_decode.four_bit_rows(chosen)
-    for name, module in list(sys.modules.items()):
-        if name.startswith("unsloth.models") and hasattr(module, "fast_linear_forward"):
-            module.fast_linear_forward = chosen
 
 
 def length_reward(completions, **kwargs):
@@ -363,8 +382,10 @@ class OursRunner:
                 "_grpo_groups_as_rows",
                 bound_as="scaled_dot_product_attention",
             )
-        if not (point.fold_projections and point.fused_4bit):
-            unsloth_projections(fold=point.fold_projections, fused=point.fused_4bit)
+        if not point.fold_projections:
+            unsloth_as_shipped("unsloth.kernels.utils", "fast_linear_forward", "_grpo_foldable_rows")
+        if not point.direct_attention:
+            sys.modules["unsloth.utils.attention_dispatch"]._grpo_groups_as_rows.step_bias.direct = False
         self.probe.instrument(trainer.model)
         trainer.train(dataset(512, self.args.prompt_padding), callbacks=[self.probe.callback()])
         return trainer.trl_trainer
@@ -511,7 +532,8 @@ def run_point(args, runner, point: Point) -> dict:
         torch.cuda.reset_peak_memory_stats()
     runner.probe.compile_decode = point.compile
     label = f"{args.label or args.row}-{point.generation_batch}"
-    runner.probe.reset(point.warmup_rounds if point.profile else None, args.out.parent / f"profile-{label}.txt")
+    profile_path = args.out.parent / f"{'cprofile' if point.cprofile else 'profile'}-{label}.txt"
+    runner.probe.reset(point.warmup_rounds if point.profile else None, profile_path, python=point.cprofile)
     trainer = runner.run(point, batch, warmup_steps + timed_rounds * per_round)
     return summarize(args, point, batch or args.batch, reason, trainer, runner.probe, warmup_steps)
 

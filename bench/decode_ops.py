@@ -132,6 +132,8 @@ def groups_as_rows_variants(query, keys, values, mask, kv_len: int):
             return F.scaled_dot_product_attention(*args, **kwargs)
 
     rows = groups_as_rows(without_cudnn)
+    rows_front_end = groups_as_rows(without_cudnn)
+    rows_front_end.step_bias.direct = False  # as the eighth session had it: through SDPA's front end
     grown = {"length": kv_len // 2}
 
     def cudnn_growing():
@@ -146,6 +148,9 @@ def groups_as_rows_variants(query, keys, values, mask, kv_len: int):
             query, keys, values, attn_mask=mask, enable_gqa=True
         ),
         f"attention L={kv_len} groups as rows + mask": lambda: rows(
+            query, keys, values, attn_mask=mask, enable_gqa=True
+        ),
+        f"attention L={kv_len} groups as rows + mask, SDPA front end": lambda: rows_front_end(
             query, keys, values, attn_mask=mask, enable_gqa=True
         ),
         f"attention L={kv_len} groups as rows, no mask": lambda: rows(query, keys, values, enable_gqa=True),

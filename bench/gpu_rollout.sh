@@ -2,7 +2,7 @@
 # One device call for issue 15 (rollout throughput) on the Llama-3.1-8B shape: every row of
 # docs/benchmarks.md's rollout table, spread over the machine's GPUs by bench/gpu_queue.py (one row per GPU
 # at a time, highest priority first, rows that no longer fit the budget skipped).
-#   bash bench/gpu_rollout.sh [BUDGET_S] [sweep|levers|compile|profile|fold|attention|decode|baselines]  (on the GPU host, with .whl and .device/tokenizer)
+#   bash bench/gpu_rollout.sh [BUDGET_S] [sweep|levers|compile|profile|fold|attention|decode|host|baselines]  (on the GPU host, with .whl and .device/tokenizer)
 # sweep: baselines, our backends at the automatic generation batch, the Unsloth sweep (first device call);
 # levers: steady state of Unsloth at 128, Unsloth bf16, compiled static-cache decoding, bnb with the dynamic
 # cache (second device call); compile: compiled decoding over 4 rounds of varying prompt lengths; profile: one
@@ -52,6 +52,16 @@ unsloth_qkvstrided${tab}300${tab}$bench --row unsloth --label unsloth_qkvstrided
 unsloth_profile${tab}200${tab}$bench --row unsloth --label unsloth_profile --points 128:profile --steps 8
 unsloth_256${tab}250${tab}$bench --row unsloth --label unsloth_sweep --points 256 --steps 32
 unsloth_64${tab}200${tab}$bench --row unsloth --label unsloth_sweep --points 64 --steps 16
+JOBS
+elif [ "${2:-sweep}" = host ]; then
+# The decode attention straight to the memory-efficient kernel (the step's bias made once) against the eighth
+# session's SDPA front-end call; where the host spends a decode step (cProfile); the operation alone and its
+# GPU check (the ninth session).
+cat > /tmp/jobs.tsv <<JOBS
+unsloth_default${tab}330${tab}$bench --row unsloth --label unsloth_default --points 128 --steps 24
+unsloth_sdpaattn${tab}330${tab}$bench --row unsloth --label unsloth_sdpaattn --points 128:sdpaattn --steps 24
+unsloth_cprofile${tab}250${tab}$bench --row unsloth --label unsloth_cprofile --points 128:cprofile --steps 8
+ops${tab}150${tab}python3 bench/decode_ops.py --out $OUT/decode_ops.jsonl --batches 128 && PYTHONPATH=.:\$PYTHONPATH python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py -k decode_attention
 JOBS
 elif [ "${2:-sweep}" = baselines ]; then
 # The baselines again on the H200 (the first ones were H100s), so that the default's ratios are on one device,
