@@ -136,7 +136,9 @@ class _StepBias:
     Why: Unsloth's decode step passes every layer the same boolean keep mask (one tensor object per step), and
     SDPA turns it into an additive bias, padded to a multiple of 16 keys, again in every layer: three kernels and
     their host time, 32 times a step. Here the bias is made for the first layer and reused while the mask is the
-    same, unchanged tensor; its rows start 16-aligned, which the kernel requires."""
+    same tensor, unchanged (an inference tensor, as Unsloth's decode under ``torch.inference_mode`` makes, keeps
+    no version counter: there the same tensor object is taken as the same mask; Unsloth makes a new one per
+    step). Its rows start 16-aligned, which the kernel requires."""
 
     def __init__(self):
         self.mask = self.version = self.bias = None
@@ -160,7 +162,8 @@ class _StepBias:
     def for_mask(self, mask, dtype):
         import torch
 
-        if mask is self.mask and mask._version == self.version and self.bias.dtype == dtype:
+        version = None if mask.is_inference() else mask._version  # inference tensors keep no version
+        if mask is self.mask and version == self.version and self.bias.dtype == dtype:
             return self.bias
         keys = mask.shape[-1]
         aligned = torch.zeros(*mask.shape[:-1], -(-keys // 16) * 16, dtype=dtype, device=mask.device)
@@ -169,7 +172,7 @@ class _StepBias:
             bias.masked_fill_(~mask, float("-inf"))
         else:
             bias.copy_(mask)
-        self.mask, self.version, self.bias = mask, mask._version, bias
+        self.mask, self.version, self.bias = mask, version, bias
         return bias
 
 

@@ -61,6 +61,7 @@ cat > /tmp/jobs.tsv <<JOBS
 unsloth_default${tab}330${tab}$bench --row unsloth --label unsloth_default --points 128 --steps 24
 unsloth_sdpaattn${tab}330${tab}$bench --row unsloth --label unsloth_sdpaattn --points 128:sdpaattn --steps 24
 unsloth_cprofile${tab}250${tab}$bench --row unsloth --label unsloth_cprofile --points 128:cprofile --steps 8
+unsloth_256${tab}250${tab}$bench --row unsloth --label unsloth_sweep --points 256 --steps 32
 ops${tab}150${tab}python3 bench/decode_ops.py --out $OUT/decode_ops.jsonl --batches 128 && PYTHONPATH=.:\$PYTHONPATH python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py -k decode_attention
 JOBS
 elif [ "${2:-sweep}" = baselines ]; then

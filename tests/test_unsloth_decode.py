@@ -135,6 +135,29 @@ def test_one_decode_token_as_rows_of_its_kv_head_equals_grouped_query_attention(
     assert not unsloth_sdpa.calls  # computed without GQA, not handed back
 
 
+def test_the_steps_bias_is_made_once_per_mask_aligned_and_follows_in_place_changes():
+    """The additive bias the memory-efficient kernel reads: made for the first layer of a decode step and reused
+    for the others (the same mask tensor), remade when the mask changes in place; its rows start 16-aligned."""
+    import torch
+
+    mask = _masks()["left padding (bool)"]
+    step_bias = unsloth_decode._StepBias()
+    first = step_bias.for_mask(mask, torch.bfloat16)
+    expected = torch.zeros(mask.shape, dtype=torch.bfloat16).masked_fill(~mask, float("-inf"))
+    assert torch.equal(first, expected) and first.stride(0) % 16 == 0
+    assert step_bias.for_mask(mask, torch.bfloat16) is first  # the next layer of the same step
+    mask[-1, ..., :2] = False
+    changed = step_bias.for_mask(mask, torch.bfloat16)
+    assert changed is not first and torch.isinf(changed[-1, ..., :2]).all()
+    assert step_bias.for_mask(mask.clone(), torch.bfloat16) is not changed  # a new step's mask
+    with torch.inference_mode():  # Unsloth's decode: masks without a version counter
+        inference_mask = mask.clone()
+        made = step_bias.for_mask(inference_mask, torch.bfloat16)
+        assert step_bias.for_mask(inference_mask, torch.bfloat16) is made
+    additive = _masks()["left padding (additive)"]
+    assert torch.equal(step_bias.for_mask(additive, torch.float32), additive)
+
+
 def _other_calls():
     """SDPA calls that are not one token of grouped-query decoding with a mask shared by the heads."""
     import torch
