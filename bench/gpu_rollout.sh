@@ -102,6 +102,7 @@ fi
 # ONLY="row|row": run just those rows of the stage (e.g. the ones an earlier call lost)
 [ -n "${ONLY:-}" ] && { grep -E "^(${ONLY})${tab}" /tmp/jobs.tsv > /tmp/only.tsv; mv /tmp/only.tsv /tmp/jobs.tsv; }
 mkdir -p /tmp/logs
+rm -rf /tmp/grpo-bench  # a warm host keeps the last call's run folders, which the package rightly refuses to reuse
 python3 bench/gpu_queue.py /tmp/jobs.tsv --deadline $((budget - (SECONDS - started) - 15)) --logs /tmp/logs
 cp /tmp/logs/queue.log "$OUT/"
 tar -czf "$OUT/logs.tgz" -C /tmp logs
