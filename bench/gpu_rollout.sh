@@ -62,6 +62,7 @@ unsloth_default${tab}330${tab}$bench --row unsloth --label unsloth_default --poi
 unsloth_sdpaattn${tab}330${tab}$bench --row unsloth --label unsloth_sdpaattn --points 128:sdpaattn --steps 24
 unsloth_cprofile${tab}250${tab}$bench --row unsloth --label unsloth_cprofile --points 128:cprofile --steps 8
 unsloth_256${tab}250${tab}$bench --row unsloth --label unsloth_sweep --points 256 --steps 32
+unsloth_64${tab}200${tab}$bench --row unsloth --label unsloth_sweep --points 64 --steps 16
 ops${tab}150${tab}python3 bench/decode_ops.py --out $OUT/decode_ops.jsonl --batches 128 && PYTHONPATH=.:\$PYTHONPATH python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py -k decode_attention
 JOBS
 elif [ "${2:-sweep}" = baselines ]; then
@@ -101,7 +102,7 @@ JOBS
 fi
 # ONLY="row|row": run just those rows of the stage (e.g. the ones an earlier call lost)
 [ -n "${ONLY:-}" ] && { grep -E "^(${ONLY})${tab}" /tmp/jobs.tsv > /tmp/only.tsv; mv /tmp/only.tsv /tmp/jobs.tsv; }
-mkdir -p /tmp/logs
+rm -rf /tmp/logs && mkdir -p /tmp/logs
 rm -rf /tmp/grpo-bench  # a warm host keeps the last call's run folders, which the package rightly refuses to reuse
 python3 bench/gpu_queue.py /tmp/jobs.tsv --deadline $((budget - (SECONDS - started) - 15)) --logs /tmp/logs
 cp /tmp/logs/queue.log "$OUT/"
