@@ -16,6 +16,8 @@ after the first), ``:nographs`` (Unsloth's CUDA-graph decoding off), ``:compile`
 static-cache decoding: for our rows the ``compile_generation`` option with a static cache, on any weights),
 ``:unfolded`` (the LM head as Unsloth calls it, without ``unsloth_decode.fold_rows_into_one_matrix``),
 ``:qkvstrided`` (Unsloth's decode projections as it calls them, without ``unsloth_decode.foldable_rows``),
+``:syncstop`` (transformers' decoding loop waiting for the GPU after every step, as it does on CUDA, instead of
+``models.defer_stop_check_on_cuda``),
 ``:sdpaattn`` (the decode attention as rows through SDPA's front end, as the eighth session had it, instead of
 straight to the memory-efficient kernel with the step's bias made once),
 ``:gqamath`` (Unsloth's decode attention as it ships, without ``unsloth_decode.groups_as_rows``: SDPA's math
@@ -68,6 +70,7 @@ class Point:
     fold_projections: bool = True
     rows_attention: bool = True
     direct_attention: bool = True
+    deferred_stop: bool = True
     cprofile: bool = False
 
     @classmethod
@@ -83,6 +86,8 @@ class Point:
                 point.rows_attention = False
             elif flag == "qkvstrided":
                 point.fold_projections = False
+            elif flag == "syncstop":
+                point.deferred_stop = False
             elif flag == "sdpaattn":
                 point.direct_attention = False
             elif flag == "cprofile":
@@ -384,6 +389,10 @@ class OursRunner:
             )
         if not point.fold_projections:
             unsloth_as_shipped("unsloth.kernels.utils", "fast_linear_forward", "_grpo_foldable_rows")
+        if not point.deferred_stop:  # transformers' own decision: the host waits for every step on CUDA
+            from transformers.generation.utils import DeferredStopCheck
+
+            DeferredStopCheck.is_supported = staticmethod(DeferredStopCheck._grpo_shipped_is_supported)
         if not point.direct_attention:
             sys.modules["unsloth.utils.attention_dispatch"]._grpo_groups_as_rows.step_bias.direct = False
         self.probe.instrument(trainer.model)

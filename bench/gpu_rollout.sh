@@ -2,7 +2,7 @@
 # One device call for issue 15 (rollout throughput) on the Llama-3.1-8B shape: every row of
 # docs/benchmarks.md's rollout table, spread over the machine's GPUs by bench/gpu_queue.py (one row per GPU
 # at a time, highest priority first, rows that no longer fit the budget skipped).
-#   bash bench/gpu_rollout.sh [BUDGET_S] [sweep|levers|compile|profile|fold|attention|decode|host|baselines]  (on the GPU host, with .whl and .device/tokenizer)
+#   bash bench/gpu_rollout.sh [BUDGET_S] [sweep|levers|compile|profile|fold|attention|decode|host|stop|baselines]  (on the GPU host, with .whl and .device/tokenizer)
 # sweep: baselines, our backends at the automatic generation batch, the Unsloth sweep (first device call);
 # levers: steady state of Unsloth at 128, Unsloth bf16, compiled static-cache decoding, bnb with the dynamic
 # cache (second device call); compile: compiled decoding over 4 rounds of varying prompt lengths; profile: one
@@ -64,6 +64,15 @@ unsloth_cprofile${tab}250${tab}$bench --row unsloth --label unsloth_cprofile --p
 unsloth_256${tab}250${tab}$bench --row unsloth --label unsloth_sweep --points 256 --steps 32
 unsloth_64${tab}200${tab}$bench --row unsloth --label unsloth_sweep --points 64 --steps 16
 ops${tab}150${tab}python3 bench/decode_ops.py --out $OUT/decode_ops.jsonl --batches 128 && PYTHONPATH=.:\$PYTHONPATH python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py -k decode_attention
+JOBS
+elif [ "${2:-sweep}" = stop ]; then
+# transformers' stop check deferred by a step on CUDA (models.defer_stop_check_on_cuda) against its waiting loop,
+# side by side; its GPU check (the same tokens) with the decode attention's.
+cat > /tmp/jobs.tsv <<JOBS
+unsloth_default${tab}200${tab}$bench --row unsloth --label unsloth_default --points 128 --steps 24
+unsloth_syncstop${tab}200${tab}$bench --row unsloth --label unsloth_syncstop --points 128:syncstop --steps 24
+unsloth_64${tab}200${tab}$bench --row unsloth --label unsloth_sweep --points 64 --steps 16
+tests${tab}150${tab}PYTHONPATH=.:\$PYTHONPATH python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py -k "stop_check or decode_attention"
 JOBS
 elif [ "${2:-sweep}" = baselines ]; then
 # The baselines again on the H200 (the first ones were H100s), so that the default's ratios are on one device,

@@ -148,3 +148,34 @@ def test_the_reason_for_the_backend_is_said_once_per_process(monkeypatch, caplog
     for _ in range(2):
         assert models.resolve_backend("auto") == "transformers"
     assert caplog.text.count("Unsloth is not sharded by FSDP") == 1
+
+
+@pytest.mark.parametrize(
+    ("device", "cache", "returned", "assistant", "expected"),
+    [
+        ("cuda", None, False, False, True),
+        ("cuda", "not croppable", False, False, True),  # a cache that is dropped needs no cropping
+        ("cuda", "croppable", True, False, True),
+        ("cuda", "not croppable", True, False, False),  # a returned cache must be croppable
+        ("cuda", None, False, True, False),  # assisted decoding keeps its own loop
+        ("cpu", None, False, False, False),  # transformers' own decision elsewhere
+        ("mps", None, False, False, True),
+    ],
+)
+def test_the_stop_check_is_deferred_on_cuda_where_transformers_defers_it_on_mps(
+    monkeypatch, device, cache, returned, assistant, expected
+):
+    import types
+
+    import torch
+    from transformers.generation.utils import DeferredStopCheck
+
+    monkeypatch.setattr(DeferredStopCheck, "is_supported", DeferredStopCheck.is_supported)
+    monkeypatch.delattr(DeferredStopCheck, "_grpo_shipped_is_supported", raising=False)
+    models.defer_stop_check_on_cuda()
+    models.defer_stop_check_on_cuda()  # once per process: the second call wraps nothing
+    assert DeferredStopCheck._grpo_shipped_is_supported.__qualname__ == "DeferredStopCheck.is_supported"
+    caches = {None: None, "croppable": types.SimpleNamespace(is_croppable=True)}
+    caches["not croppable"] = types.SimpleNamespace(is_croppable=False)
+    decided = DeferredStopCheck.is_supported(torch.device(device), caches[cache], returned, assistant)
+    assert decided is expected

@@ -134,3 +134,52 @@ def test_decode_attention_as_rows_matches_unsloths_without_the_math_kernel(tmp_p
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["max_diff"] < 2e-2 and not report["rows_math"] and report["direct"], report
     assert report["unsloth_math"], "Unsloth's own call no longer falls back to math: the fix may be unneeded"
+
+
+STOP_CHECK_CHECK = """
+import json, sys, torch
+from transformers import AutoModelForCausalLM
+from transformers.generation import utils
+import models
+
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.bfloat16).cuda()
+used = []
+shipped_call = utils.DeferredStopCheck.__call__
+def recording_call(self, *args, **kwargs):
+    used.append(True)
+    return shipped_call(self, *args, **kwargs)
+utils.DeferredStopCheck.__call__ = recording_call
+prompts = torch.randint(3, model.config.vocab_size, (6, 9), device="cuda")
+# Which token the rows generate 4th: as the end-of-sequence token, every row stops early (identical rows)
+# or some rows do (distinct rows), so both the undone extra step and the padding after a stop are checked.
+probe = model.generate(prompts[:1], max_new_tokens=6, do_sample=False)
+eos = int(probe[0, prompts.shape[1] + 3])
+report = {}
+for name, batch in {"identical": prompts[:1].repeat(6, 1), "distinct": prompts}.items():
+    runs = {}
+    for deferred in (False, True):
+        if deferred:
+            models.defer_stop_check_on_cuda()
+        used.clear()
+        out = model.generate(batch, max_new_tokens=20, do_sample=False, eos_token_id=eos, pad_token_id=0)
+        runs[deferred] = (out.tolist(), bool(used))
+    report[name] = {"equal": runs[False][0] == runs[True][0], "deferred_used": runs[True][1],
+                    "plain_used": runs[False][1], "length": len(runs[True][0][0])}
+print(json.dumps(report))
+"""
+
+
+def test_the_deferred_stop_check_on_cuda_generates_what_the_waiting_one_does(gpu_model_dir):
+    """transformers' deferred stop check, switched on for CUDA: the same tokens as its waiting loop, both when all
+    sequences stop early (the one extra step undone) and when only some do."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-c", STOP_CHECK_CHECK, str(gpu_model_dir)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for case in report.values():
+        assert case["equal"] and case["deferred_used"] and not case["plain_used"], report
+    assert report["identical"]["length"] < 9 + 20, report  # every row stopped early
