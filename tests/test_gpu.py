@@ -154,17 +154,17 @@ prompts = torch.randint(3, model.config.vocab_size, (6, 9), device="cuda")
 # or some rows do (distinct rows), so both the undone extra step and the padding after a stop are checked.
 probe = model.generate(prompts[:1], max_new_tokens=6, do_sample=False)
 eos = int(probe[0, prompts.shape[1] + 3])
-report = {}
-for name, batch in {"identical": prompts[:1].repeat(6, 1), "distinct": prompts}.items():
-    runs = {}
-    for deferred in (False, True):
-        if deferred:
-            models.defer_stop_check_on_cuda()
+batches = {"identical": prompts[:1].repeat(6, 1), "distinct": prompts}
+runs = {}
+for deferred in (False, True):  # the patch is for the process: every waiting run first
+    if deferred:
+        models.defer_stop_check_on_cuda()
+    for name, batch in batches.items():
         used.clear()
         out = model.generate(batch, max_new_tokens=20, do_sample=False, eos_token_id=eos, pad_token_id=0)
-        runs[deferred] = (out.tolist(), bool(used))
-    report[name] = {"equal": runs[False][0] == runs[True][0], "deferred_used": runs[True][1],
-                    "plain_used": runs[False][1], "length": len(runs[True][0][0])}
+        runs[name, deferred] = (out.tolist(), bool(used))
+report = {name: {"equal": runs[name, False][0] == runs[name, True][0], "deferred_used": runs[name, True][1],
+                 "plain_used": runs[name, False][1], "length": len(runs[name, True][0][0])} for name in batches}
 print(json.dumps(report))
 """
 
