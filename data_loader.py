@@ -1106,6 +1106,8 @@ def load_grpo_dataset(
         )
     max_share = bad_row_share(source_name is not None, skip_bad_rows)
     if local_path or dataset_path:
+        if split is not None:
+            _check_split_applies(existing_path(local_path or dataset_path), split)
         converter = local_copy_converter(source_name) if dataset_path else None
         if streaming:
             return stream_rows(local_path or dataset_path, converter, max_share)
@@ -1113,6 +1115,33 @@ def load_grpo_dataset(
         return load_local_rows(local_path or dataset_path, converter, max_share, named_split)
     source = DATASET_SOURCES[source_name]
     return load_hub_rows(source_name, split or source.train_split, subset, streaming, max_share)
+
+
+def _check_split_applies(path: Path, split: str) -> None:
+    """A split asked of a local copy must be one it has: a file has none, and a ``save_to_disk`` folder has its own
+    (taking another one instead would train on the wrong rows without a word; a user's split, fault hunt)."""
+    if not path.is_dir():
+        raise DataError(
+            f"{path} is one file, read whole: split={split!r} applies to a dataset on the hub or a save_to_disk "
+            "folder with splits. Drop split, or give that split's own file."
+        )
+    splits = list(_saved_splits(path))
+    if split not in splits:
+        raise DataError(
+            f"{path} has no split {split!r}; its splits: {', '.join(splits) or 'none (one dataset)'}. "
+            "Give one of them, or drop split."
+        )
+
+
+def _saved_splits(path: Path):
+    """The split names of a ``save_to_disk`` folder (none for a single dataset), read from its index file."""
+    index = path / "dataset_dict.json"
+    if not index.is_file():
+        return ()
+    try:
+        return json.loads(index.read_text(encoding="utf-8")).get("splits", ())
+    except (OSError, ValueError):
+        return ()
 
 
 def prompt_token_counts(dataset, tokenizer) -> list[int]:

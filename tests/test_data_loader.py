@@ -230,6 +230,26 @@ def test_a_saved_dataset_dict_gives_the_named_sources_split(tmp_path):
     assert len(dataset) == 2 and dataset[0][CHOSEN] == "The capital of France is Paris."
 
 
+def test_a_split_asked_of_a_local_copy_is_one_it_has(tmp_path):
+    """A split the saved folder has is taken; one it lacks, or any split of a single file, is refused with the
+    splits there are (the train split was taken instead, silently)."""
+    from datasets import Dataset, DatasetDict
+
+    saved = DatasetDict(
+        {
+            "train_prefs": Dataset.from_list([ULTRAFEEDBACK_ROW] * 2),
+            "test_prefs": Dataset.from_list([ULTRAFEEDBACK_ROW]),
+        }
+    )
+    saved.save_to_disk(str(tmp_path / "uf"))
+    assert len(load_grpo_dataset("ultrafeedback", dataset_path=str(tmp_path / "uf"), split="test_prefs")) == 1
+    with pytest.raises(DataError, match=r"uf has no split 'test'; its splits: train_prefs, test_prefs\."):
+        load_grpo_dataset("ultrafeedback", dataset_path=str(tmp_path / "uf"), split="test")
+    path = write_jsonl(tmp_path / "own.jsonl", [{"prompt": "Q?", "answer": "A"}])
+    with pytest.raises(DataError, match=r"own.jsonl is one file, read whole: split='test'"):
+        load_grpo_dataset(str(path), split="test")
+
+
 def test_a_column_missing_from_the_first_row_is_kept(tmp_path):
     """datasets takes the columns from the first row: a reward's extra column given from row 2 on was dropped."""
     rows = [{"prompt": "Q0?", "chosen": "A"}, *({"prompt": f"Q{i}?", "chosen": "A", "gold": i} for i in range(1, 4))]
