@@ -900,27 +900,33 @@ def _batch_converter(converter: str, report: ConversionReport):
 # Streaming: one generator reads any source row by row, converting as it goes
 
 
-def stream_rows(path: str | None, converter: str | None, max_share: float, hub: dict | None = None):
-    """A converted ``datasets.IterableDataset`` over a local file/folder or a hub dataset, read lazily."""
+def stream_rows(
+    path: str | None, converter: str | None, max_share: float, hub: dict | None = None, split: str | None = None
+):
+    """A converted ``datasets.IterableDataset`` over a local file/folder or a hub dataset, read lazily (``split``:
+    the one to take from a saved DatasetDict, as in ``read_arrow_source``)."""
     import datasets
 
     if path is not None:
         path = str(existing_path(path))
-    stream = datasets.IterableDataset.from_generator(
-        _streamed_rows, gen_kwargs={"path": path, "converter": converter, "max_share": max_share, "hub": hub}
-    )
+    arguments = {"path": path, "converter": converter, "max_share": max_share, "hub": hub, "split": split}
+    stream = datasets.IterableDataset.from_generator(_streamed_rows, gen_kwargs=arguments)
     if next(iter(stream), None) is None:  # fail before any model is loaded
         raise DataError(f"{path or hub['path']}: the dataset has no rows.")
     return stream
 
 
-def _streamed_rows(path: str | None, converter: str | None, max_share: float, hub: dict | None) -> Iterator[Row]:
+def _streamed_rows(
+    path: str | None, converter: str | None, max_share: float, hub: dict | None, split: str | None
+) -> Iterator[Row]:
     report = ConversionReport(path or hub["path"], max_share)
-    yield from convert_records(_raw_stream(path, hub, report), converter, report)
+    yield from convert_records(_raw_stream(path, hub, report, split), converter, report)
     report.finish()
 
 
-def _raw_stream(path: str | None, hub: dict | None, report: ConversionReport) -> Iterator[tuple[str, Any]]:
+def _raw_stream(
+    path: str | None, hub: dict | None, report: ConversionReport, split: str | None = None
+) -> Iterator[tuple[str, Any]]:
     """(location, record) pairs of a source, read lazily."""
     import datasets
 
@@ -930,7 +936,7 @@ def _raw_stream(path: str | None, hub: dict | None, report: ConversionReport) ->
         yield from _file_records(Path(path), report)
         return
     elif Path(path).is_dir():
-        raw = read_arrow_source(Path(path)).to_iterable_dataset()
+        raw = read_arrow_source(Path(path), split).to_iterable_dataset()
     else:
         raw = datasets.load_dataset("parquet", data_files=path, split="train", streaming=True)
     yield from ((f"{report.source} row {i}", record) for i, record in enumerate(raw))
@@ -1106,20 +1112,23 @@ def load_grpo_dataset(
         )
     max_share = bad_row_share(source_name is not None, skip_bad_rows)
     if local_path or dataset_path:
-        if split is not None:
+        default_split = DATASET_SOURCES[source_name].train_split if source_name and dataset_path else None
+        if split is not None and split != default_split:
             _check_split_applies(existing_path(local_path or dataset_path), split)
         converter = local_copy_converter(source_name) if dataset_path else None
         if streaming:
-            return stream_rows(local_path or dataset_path, converter, max_share)
-        named_split = (split or DATASET_SOURCES[source_name].train_split) if source_name and dataset_path else split
-        return load_local_rows(local_path or dataset_path, converter, max_share, named_split)
+            return stream_rows(local_path or dataset_path, converter, max_share, split=split or default_split)
+        return load_local_rows(local_path or dataset_path, converter, max_share, split or default_split)
     source = DATASET_SOURCES[source_name]
     return load_hub_rows(source_name, split or source.train_split, subset, streaming, max_share)
 
 
 def _check_split_applies(path: Path, split: str) -> None:
     """A split asked of a local copy must be one it has: a file has none, and a ``save_to_disk`` folder has its own
-    (taking another one instead would train on the wrong rows without a word; a user's split, fault hunt)."""
+    (taking another one instead would train on the wrong rows without a word; a user's split, fault hunt). A named
+    source's own training split is not asked here: it is the default, read from whatever the copy has."""
+    if path.is_dir() and not any((path / name).is_file() for name in ("dataset_dict.json", "state.json")):
+        return  # not written by save_to_disk: reading it says so
     if not path.is_dir():
         raise DataError(
             f"{path} is one file, read whole: split={split!r} applies to a dataset on the hub or a save_to_disk "

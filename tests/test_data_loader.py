@@ -243,11 +243,18 @@ def test_a_split_asked_of_a_local_copy_is_one_it_has(tmp_path):
     )
     saved.save_to_disk(str(tmp_path / "uf"))
     assert len(load_grpo_dataset("ultrafeedback", dataset_path=str(tmp_path / "uf"), split="test_prefs")) == 1
+    streamed = load_grpo_dataset("ultrafeedback", dataset_path=str(tmp_path / "uf"), split="test_prefs", streaming=True)
+    assert len(list(streamed)) == 1  # streaming took the train split whatever was asked
     with pytest.raises(DataError, match=r"uf has no split 'test'; its splits: train_prefs, test_prefs\."):
         load_grpo_dataset("ultrafeedback", dataset_path=str(tmp_path / "uf"), split="test")
     path = write_jsonl(tmp_path / "own.jsonl", [{"prompt": "Q?", "answer": "A"}])
     with pytest.raises(DataError, match=r"own.jsonl is one file, read whole: split='test'"):
         load_grpo_dataset(str(path), split="test")
+    # The named source's own training split is the default: a file or a single dataset is read whole for it
+    Dataset.from_list([ULTRAFEEDBACK_ROW] * 3).save_to_disk(str(tmp_path / "one"))
+    assert len(load_grpo_dataset("ultrafeedback", dataset_path=str(tmp_path / "one"), split="train_prefs")) == 3
+    copy = write_jsonl(tmp_path / "uf.jsonl", [ULTRAFEEDBACK_ROW])
+    assert len(load_grpo_dataset("ultrafeedback", dataset_path=str(copy), split="train_prefs")) == 1
 
 
 def test_a_column_missing_from_the_first_row_is_kept(tmp_path):
