@@ -118,7 +118,7 @@ def groups_as_rows(sdpa):
         batch, heads, _, dim = query.shape
         rows = query.reshape(batch, key.shape[1], heads // key.shape[1], dim)
         mask, scale = kwargs.get("attn_mask"), kwargs.get("scale")
-        if query.is_cuda and bias.direct:
+        if query.is_cuda and bias.direct and _direct_fits(key, mask):
             out = bias.efficient_rows(rows, key, value, mask, scale)
             if out is not None:
                 return out.reshape(batch, heads, 1, dim)
@@ -128,6 +128,22 @@ def groups_as_rows(sdpa):
 
     attention.step_bias = bias  # the benchmark turns the direct call off through it (point flag :sdpaattn)
     return attention
+
+
+def _device_failure(error: RuntimeError) -> bool:
+    """Whether ``error`` is the device's own (out of memory, a failed launch): raised on, never taken for a refusal."""
+    import torch
+
+    failures = (getattr(torch, name, None) for name in ("OutOfMemoryError", "AcceleratorError"))
+    return isinstance(error, tuple(failure for failure in failures if failure is not None))
+
+
+def _direct_fits(key, mask) -> bool:
+    """Whether the kernel can take this call as it is: no autograd (it would need the log-sum-exp kept) and a mask
+    as long as the keys (SDPA also broadcasts a shorter one; such a call goes through SDPA's front end)."""
+    import torch
+
+    return not torch.is_grad_enabled() and (mask is None or mask.shape[-1] == key.shape[-2])
 
 
 class _StepBias:
@@ -141,7 +157,7 @@ class _StepBias:
     step). Its rows start 16-aligned, which the kernel requires."""
 
     def __init__(self):
-        self.mask = self.version = self.bias = None
+        self.made = (None, None, None)  # (mask, its version, bias): one attribute, read and written whole
         self.direct = True  # False after the kernel refused a call: SDPA's front end from then on
 
     def efficient_rows(self, rows, key, value, mask, scale):
@@ -155,6 +171,8 @@ class _StepBias:
                 rows, key, value, bias, False, 0.0, False, scale=scale
             )[0]
         except RuntimeError as refused:
+            if _device_failure(refused):  # the GPU's trouble, not the kernel's refusal of the inputs
+                raise
             logger.warning("decode attention goes through SDPA's front end: its kernel refused %s", refused)
             self.direct = False
             return None
@@ -163,8 +181,9 @@ class _StepBias:
         import torch
 
         version = None if mask.is_inference() else mask._version  # inference tensors keep no version
-        if mask is self.mask and version == self.version and self.bias.dtype == dtype:
-            return self.bias
+        made_for, made_version, made = self.made
+        if mask is made_for and version == made_version and made.dtype == dtype:
+            return made
         keys = mask.shape[-1]
         aligned = torch.zeros(*mask.shape[:-1], -(-keys // 16) * 16, dtype=dtype, device=mask.device)
         bias = aligned[..., :keys]
@@ -172,7 +191,7 @@ class _StepBias:
             bias.masked_fill_(~mask, float("-inf"))
         else:
             bias.copy_(mask)
-        self.mask, self.version, self.bias = mask, version, bias
+        self.made = (mask, version, bias)
         return bias
 
 

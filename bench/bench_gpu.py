@@ -389,6 +389,8 @@ class OursRunner:
             )
         if not point.fold_projections:
             unsloth_as_shipped("unsloth.kernels.utils", "fast_linear_forward", "_grpo_foldable_rows")
+        # These flags (and :gqamath, :qkvstrided above) change the process for good, not undone after the point:
+        # give such a point its own process (bench/gpu_rollout.sh runs one row per process).
         if not point.deferred_stop:  # transformers' own decision: the host waits for every step on CUDA
             from transformers.generation.utils import DeferredStopCheck
 

@@ -171,7 +171,9 @@ def test_the_stop_check_is_deferred_on_cuda_where_transformers_defers_it_on_mps(
     from transformers.generation.utils import DeferredStopCheck
 
     monkeypatch.setattr(DeferredStopCheck, "is_supported", DeferredStopCheck.is_supported)
-    monkeypatch.delattr(DeferredStopCheck, "_grpo_shipped_is_supported", raising=False)
+    # set, then deleted: both undone afterwards (a delattr of a missing attribute records nothing to undo)
+    monkeypatch.setattr(DeferredStopCheck, "_grpo_shipped_is_supported", None, raising=False)
+    monkeypatch.delattr(DeferredStopCheck, "_grpo_shipped_is_supported")
     models.defer_stop_check_on_cuda()
     models.defer_stop_check_on_cuda()  # once per process: the second call wraps nothing
     assert DeferredStopCheck._grpo_shipped_is_supported.__qualname__ == "DeferredStopCheck.is_supported"

@@ -161,11 +161,16 @@ def test_the_steps_bias_is_made_once_per_mask_aligned_and_follows_in_place_chang
 def test_where_the_kernel_refuses_the_rows_sdpa_decides_from_then_on(caplog):
     """A refusal of ``aten._scaled_dot_product_efficient_attention`` (here: a CPU tensor, which it does not take)
     is said once and hands this and every later call to SDPA's front end."""
+    import torch
+
     query, keys, values = _decode_attention_inputs()
     step_bias = unsloth_decode._StepBias()
     rows = query.reshape(BATCH, keys.shape[1], -1, query.shape[-1])
     assert step_bias.efficient_rows(rows, keys, values, _masks()["left padding (bool)"], None) is None
     assert not step_bias.direct and "its kernel refused" in caplog.text
+    # the device's own failures are raised on, not taken for a refusal
+    assert unsloth_decode._device_failure(torch.OutOfMemoryError("CUDA out of memory"))
+    assert not unsloth_decode._device_failure(NotImplementedError("no CPU kernel"))
 
 
 def _other_calls():
