@@ -106,7 +106,7 @@ def groups_as_rows(sdpa):
 
     On CUDA the rows go straight to the memory-efficient kernel (``efficient_rows``): each layer's attention is
     launched by the host between two of Unsloth's captured graph segments, the GPU waits for it there, and SDPA's
-    front end (backend choice, mask conversion and padding) costs a few hundred microseconds a layer on the host
+    front end (backend choice, mask conversion and padding) costs about 0.2 ms a layer, mostly on the host
     (0.31 against 0.12 ms per call, 19.28 against 18.91 ms per decode step at 128 sequences on an H200)."""
     bias = _StepBias()
 
