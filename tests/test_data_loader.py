@@ -314,6 +314,26 @@ def test_skip_bad_rows_reports_the_count(tmp_path, caplog):
     assert "converted 2 of 4 rows, skipped 2 (1 x malformed JSON; 1 x unrecognised columns ['text'])" in caplog.text
 
 
+def test_a_named_file_is_judged_by_its_whole_share_of_bad_rows_and_a_stream_as_it_reads(tmp_path):
+    """3 bad rows among the first 203 of 503 (0.6% in all) were refused as more than 1% "of the first 203": a file
+    is judged whole; a stream, whose length is unknown, at each bad row from its 200th row on."""
+    path = write_jsonl(tmp_path / "hh.jsonl", [*[HH_ROW] * 200, *["{broken"] * 3, *[HH_ROW] * 300])
+    assert len(load_grpo_dataset("hh_rlhf", dataset_path=str(path))) == 500
+    with pytest.raises(DataError, match=r"3 of the first 203 rows"):
+        list(load_grpo_dataset("hh_rlhf", dataset_path=str(path), streaming=True))
+
+
+def test_a_stream_keeps_its_first_rows_columns_and_holds_out_its_first_rows(tmp_path):
+    """A column some later rows lack is None there (a reward's keyword was a KeyError in TRL); eval_samples holds out
+    the stream's first rows (it was ignored) and training starts after them."""
+    rows = [{"prompt": f"Q{i}?", "chosen": str(i), "gold": i} for i in range(6)]
+    del rows[2]["gold"]
+    stream = load_grpo_dataset(str(write_jsonl(tmp_path / "own.jsonl", rows)), streaming=True)
+    assert [row["gold"] for row in stream] == [0, 1, None, 3, 4, 5]
+    train, held_out = prepare_splits(stream, max_samples=2, eval_samples=3, seed=0)
+    assert held_out["gold"] == [0, 1, None] and [row["gold"] for row in train] == [3, 4]
+
+
 def test_missing_dataset_offline_says_how_to_give_a_local_copy():
     with pytest.raises(DataError) as err:
         load_grpo_dataset("openai_summarize")

@@ -86,8 +86,45 @@ def model_case(case_id: str, model: str, names: list[str], files: dict | None = 
 
 
 CSV_OK = "prompt,chosen,rejected\nWhat is 1 + 1?,2,3\nWhat is 2 + 2?,4,5\n"
+STREAM = ["--streaming", "--max-steps", "2"]
+
+
+def _empty_saved_dataset(tmp: Path) -> None:
+    from datasets import Dataset
+
+    Dataset.from_list([{"prompt": "Q?", "chosen": "a"}]).select([]).save_to_disk(str(tmp / "saved"))
+
+
 DATA_CASES = [
     Case("data-missing-file", [*PREVIEW, *DATA], 2, ["{tmp}/data.jsonl", "not found"]),
+    # a pipe waited for a writer forever (streaming fault hunt, ninth session; also the cases below)
+    Case("data-fifo", [*PREVIEW, *DATA], 2, ["data.jsonl", "a pipe"], setup=lambda t: os.mkfifo(t / "data.jsonl")),
+    Case(
+        "data-empty-saved-dataset",
+        [*PREVIEW, "--custom-data", "{tmp}/saved"],
+        2,
+        ["saved", "has no rows"],
+        setup=_empty_saved_dataset,
+    ),
+    Case(
+        "data-broken-parquet-streamed",
+        [*PREVIEW, "--custom-data", "{tmp}/data.parquet", *STREAM],
+        2,
+        ["data.parquet", "cannot be read as Parquet"],
+        {"data.parquet": b"PAR1garbage"},
+    ),
+    preview(
+        "data-streamed-column-added-later",
+        {"data.jsonl": jsonl([{"prompt": "Q?", "chosen": "a"}, {"prompt": "R?", "chosen": "b", "meta": 1}])},
+        ["data.jsonl:2", "meta", "first row"],
+        args=STREAM,
+    ),
+    preview(
+        "data-streamed-eval-samples-all-rows",
+        {"data.jsonl": GOOD},
+        ["eval_samples=8", "out of 8"],
+        args=[*STREAM, "--eval-samples", "8"],
+    ),
     Case("data-folder-named-jsonl", [*PREVIEW, *DATA], 2, ["data.jsonl"], setup=lambda t: (t / "data.jsonl").mkdir()),
     preview("data-empty-file", {"data.jsonl": ""}, ["data.jsonl", "empty"]),
     preview("data-bad-json-line", {"data.jsonl": GOOD + "{oops\n"}, ["data.jsonl:9"]),
