@@ -69,6 +69,9 @@ SHOWN_BAD_ROWS = 5  # bad rows logged one by one; the rest are only counted
 MIN_ROWS_FOR_SHARE = 200  # a stream checks the bad share once it has read this many rows
 
 Row = dict[str, Any]
+# A converter name; or the names a row's shape may pick among (a named source whose copies come in several
+# layouts); or None: any shape the rows have
+Converter = str | tuple[str, ...] | None
 
 
 class DataError(ValueError):
@@ -358,6 +361,16 @@ def _carper_summary_row(prompt: Any, chosen: Any) -> bool:
     return prompt.rstrip().endswith("TL;DR:") or (prompt.startswith("SUBREDDIT: r/") and bool(_TLDR_RE.match(chosen)))
 
 
+def converter_name(record: Row, converter: Converter) -> str:
+    """The converter for ``record``: the one given, or the one its shape calls for (among those allowed)."""
+    if isinstance(converter, str):
+        return converter
+    name = detect_format(record)
+    if converter and name not in converter:  # an hh-rlhf file given as summarize_from_feedback was read as hh-rlhf
+        raise DataError(f"a {name} row, not one of this dataset's layouts ({', '.join(converter)})")
+    return name
+
+
 def detect_format(row: Row) -> str:
     """The converter name for a row, from its keys (and, for hh-rlhf, the shape of its strings)."""
     keys = set(row)
@@ -432,12 +445,12 @@ class ConversionReport:
     def skipped(self) -> int:
         return sum(self.reasons.values())
 
-    def convert(self, location: str, record: Any, converter: str | None) -> Row | None:
+    def convert(self, location: str, record: Any, converter: Converter) -> Row | None:
         """The record in the GRPO schema, or None when it was skipped."""
         try:
             if not isinstance(record, dict):
                 raise DataError(f"expected a JSON object per row, got {_type_name(record)}")
-            row = CONVERTERS[converter or detect_format(record)](record)
+            row = CONVERTERS[converter_name(record, converter)](record)
         except ROW_ERRORS as err:
             found = sorted(record) if isinstance(record, dict) else []
             self.skip(location, _reason(err), f"Keys found: {found}. Accepted shapes: {ACCEPTED_SHAPES}")
@@ -502,7 +515,7 @@ def _reason(err: Exception) -> str:
     return f"unexpected value ({type(err).__name__}: {err})"
 
 
-def located_rows(records: Iterable[tuple[str, Any]], converter: str | None, report: ConversionReport):
+def located_rows(records: Iterable[tuple[str, Any]], converter: Converter, report: ConversionReport):
     """(location, converted row) for each (location, record) pair; bad records go to ``report``."""
     for location, record in records:
         row = report.convert(location, record, converter)
@@ -511,7 +524,7 @@ def located_rows(records: Iterable[tuple[str, Any]], converter: str | None, repo
 
 
 def convert_records(
-    records: Iterable[tuple[str, Any]], converter: str | None, report: ConversionReport
+    records: Iterable[tuple[str, Any]], converter: Converter, report: ConversionReport
 ) -> Iterator[Row]:
     """The converted rows of (location, record) pairs; bad records go to ``report``."""
     return (row for _, row in located_rows(records, converter, report))
@@ -764,7 +777,7 @@ def _file_records(path: Path, report: ConversionReport) -> Iterator[tuple[str, A
     return RECORD_READERS[path.suffix](path, report)
 
 
-def load_local_rows(path: str | Path, converter: str | None = None, max_share: float = 0.0, split: str | None = None):
+def load_local_rows(path: str | Path, converter: Converter = None, max_share: float = 0.0, split: str | None = None):
     """A converted ``datasets.Dataset`` from a local file or ``save_to_disk`` folder (``split``: the one to take
     from a saved DatasetDict, e.g. the named source's training split)."""
     path = existing_path(path)
@@ -873,12 +886,12 @@ def _parquet_rows(path: Path) -> int | None:
         return None
 
 
-def convert_dataset(dataset, converter: str | None, report: ConversionReport):
+def convert_dataset(dataset, converter: Converter, report: ConversionReport):
     """Map an Arrow-backed dataset through its converter in batches (fast for large sets), then check the tally."""
     if len(dataset) == 0:
         raise DataError(f"{report.source}: the dataset has no rows.")
     try:
-        name = converter or detect_format(dataset[0])
+        name = converter_name(dataset[0], converter)
     except DataError as err:  # said without the file (fault hunt): the same line as a JSON Lines file gets
         raise DataError(f"{report.source} (row 0): {err}. Accepted shapes: {ACCEPTED_SHAPES}") from None
     converted = dataset.map(
@@ -912,7 +925,7 @@ def _batch_converter(converter: str, report: ConversionReport):
 
 
 def stream_rows(
-    path: str | None, converter: str | None, max_share: float, hub: dict | None = None, split: str | None = None
+    path: str | None, converter: Converter, max_share: float, hub: dict | None = None, split: str | None = None
 ):
     """A converted ``datasets.IterableDataset`` over a local file/folder or a hub dataset, read lazily (``split``:
     the one to take from a saved DatasetDict, as in ``read_arrow_source``)."""
@@ -928,7 +941,7 @@ def stream_rows(
 
 
 def _streamed_rows(
-    path: str | None, converter: str | None, max_share: float, hub: dict | None, split: str | None
+    path: str | None, converter: Converter, max_share: float, hub: dict | None, split: str | None
 ) -> Iterator[Row]:
     report = ConversionReport(path or hub["path"], max_share, streamed=True)
     columns: list[str] | None = None
@@ -996,9 +1009,9 @@ class DatasetSource:
     hub_config: str | None = None
     data_dir: str | None = None
     description: str = ""
-    # Local copies come in more than one layout: each row's shape picks the converter (summarize_from_feedback:
-    # OpenAI's comparisons or CarperAI's prompt/chosen/rejected).
-    local_layouts_vary: bool = False
+    # Local copies come in more than one layout: each row's shape picks the converter among these
+    # (summarize_from_feedback: OpenAI's comparisons or CarperAI's prompt/chosen/rejected).
+    local_layouts: tuple[str, ...] = ()
 
 
 DATASET_SOURCES: dict[str, DatasetSource] = {
@@ -1031,7 +1044,7 @@ DATASET_SOURCES: dict[str, DatasetSource] = {
         "validation",
         hub_config="comparisons",
         description="Reddit TL;DR posts with two summaries and a human choice.",
-        local_layouts_vary=True,
+        local_layouts=("summarize_openai", "summarize_carper"),
     ),
     "arithmetic": DatasetSource(
         "", "preference", description="Built in: generated addition/subtraction questions with numeric answers."
@@ -1077,11 +1090,11 @@ def load_hub_rows(
 # Public API
 
 
-def local_copy_converter(source_name: str | None) -> str | None:
-    """The converter for a local copy of a named source; None (each row's shape decides) for a user's own file
-    and where the source's copies come in more than one layout."""
+def local_copy_converter(source_name: str | None) -> Converter:
+    """The converter for a local copy of a named source (the layouts it may have, where its copies vary); None
+    (each row's shape decides) for a user's own file."""
     source = DATASET_SOURCES.get(source_name)
-    return None if source is None or source.local_layouts_vary else source.converter
+    return None if source is None else source.local_layouts or source.converter
 
 
 def resolve_source(dataset_name: str) -> tuple[str | None, str | None]:

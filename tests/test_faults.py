@@ -261,6 +261,13 @@ DATA_CASES = [
         ["hh.jsonl", "copy of --dataset ultrafeedback, the default", "--custom-data"],
         {"hh.jsonl": jsonl([{"chosen": "\n\nHuman: Hi\n\nAssistant: Hello", "rejected": "x"}])},
     ),
+    Case(  # the real hh-rlhf sample given as summarize_from_feedback's copy was read, as hh-rlhf (streaming hunt)
+        "data-hh-rlhf-file-as-openai-summarize",
+        [*PREVIEW, "--dataset", "openai_summarize", "--dataset-path", "{tmp}/hh.jsonl.gz"],
+        2,
+        ["hh.jsonl.gz", "hh_rlhf row, not one of this dataset's layouts (summarize_openai, summarize_carper)"],
+        {"hh.jsonl.gz": (Path(__file__).parent / "data" / "hh_rlhf_harmless_test_sample.jsonl.gz").read_bytes()},
+    ),
     Case(
         "data-subset-with-local-copy",
         [*PREVIEW, "--dataset", "hh_rlhf", "--dataset-path", "{tmp}/data.jsonl", "--dataset-subset", "helpful-base"],
