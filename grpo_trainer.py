@@ -99,6 +99,18 @@ def build_rewards(config: GRPOConfig) -> list[RewardFunc]:
     return functions
 
 
+def _scores_with_a_reward_model(reward_functions) -> bool:
+    """Whether rewards given to GRPOTrainer include a reward model's score (the CLI passes the config's own, built by
+    ``build_rewards``, which does: warning that the config's reward_model went unused was wrong there)."""
+    from reward_model import REWARD_FUNCTION_NAME
+
+    if reward_functions is None:
+        return True  # the config's rewards are built from it, reward model included
+    if not isinstance(reward_functions, (list, tuple)):
+        return False  # guard_rewards refuses it
+    return any(getattr(function, "__name__", None) == REWARD_FUNCTION_NAME for function in reward_functions)
+
+
 def one_gpu_per_process(args) -> None:
     """Plain ``python`` on a machine with several GPUs trains on this process's GPU and says how to use them all.
 
@@ -133,7 +145,7 @@ class GRPOTrainer:
             )
         config.validate()  # the seed's API sets attributes by hand after building the config
         _check_lists(reward_weights=reward_weights)  # (guard_rewards checks reward_functions)
-        if reward_functions is not None and config.reward_model:  # it was dropped without a word (fault hunt)
+        if config.reward_model and not _scores_with_a_reward_model(reward_functions):  # dropped without a word
             logger.warning(
                 "reward_model %s is not used: the reward_functions given to GRPOTrainer are the rewards (add "
                 "reward_model.get_reward_model_reward(path) to them to score with it).",

@@ -97,14 +97,14 @@ def run(reward_model_dir: Path, output_dir: Path, config_file: Path) -> dict[str
 
     output_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(output_dir)
-    weights = {"reward_weights": [1.0, 0.0, 0.0]}  # the reward model's score; the two checks only watch
     config = build_config(
-        config_file=str(config_file),
-        overrides={**split_settings(reward_model_dir), "output_dir": str(output_dir), **weights},
+        config_file=str(config_file), overrides={**split_settings(reward_model_dir), "output_dir": str(output_dir)}
     )
     train_set, heldout = load_data(config, eval_only=False)
     reward = get_reward_model_reward(reward_model_dir, batch_size=config.per_device_eval_batch_size)
-    trainer = GRPOTrainer(config, reward_functions=[reward, sum_correct, word_count], **weights)
+    # the reward model's score trains; the two checks only watch (weights given with the trainer's own rewards: a
+    # config's reward_weights count its reward_functions, and this config names none)
+    trainer = GRPOTrainer(config, reward_functions=[reward, sum_correct, word_count], reward_weights=[1.0, 0.0, 0.0])
     trainer.load_model()
     before = trainer.evaluate(heldout, write=False)
     summary = trainer.train(train_set)

@@ -430,3 +430,21 @@ def test_reward_weights_that_replace_the_reward_configs_are_said(caplog):
     caplog.clear()
     build_config(overrides={**overrides, "reward_weights": [1.0, 3.0]})
     assert "replaces" not in caplog.text
+
+
+def test_a_reward_model_counts_as_used_when_its_score_is_among_the_given_rewards():
+    """The CLI hands GRPOTrainer the config's own rewards, reward model included: warning that it went unused was
+    wrong there; rewards of the caller's that leave it out still warn."""
+    from grpo_trainer import _scores_with_a_reward_model
+    from reward_model import REWARD_FUNCTION_NAME
+
+    def reward_model_score(completions, **kwargs):
+        return [0.0] * len(completions)
+
+    def length_reward(completions, **kwargs):
+        return [1.0] * len(completions)
+
+    reward_model_score.__name__ = REWARD_FUNCTION_NAME
+    assert _scores_with_a_reward_model(None)  # built from the config, reward model included
+    assert _scores_with_a_reward_model([length_reward, reward_model_score])
+    assert not _scores_with_a_reward_model([length_reward])
