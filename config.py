@@ -49,6 +49,7 @@ from config_base import (
     load_preset,
     read_adapter_config,
     read_json_object,
+    repeated,
     resolve_aliases,
     world_size,
 )
@@ -494,7 +495,7 @@ def _check_special(key: str, value: Any) -> None:
 
         load_reward_config(value)
     if key == "reward_functions":  # (empty is a relation: allowed with a reward model, GRPOConfig checks it)
-        twice = sorted({name for name in value if value.count(name) > 1})
+        twice = repeated(value)
         if twice:  # accepted before: the reward counted twice under one logged name (fault hunt)
             raise ConfigError(
                 f"reward_functions names {', '.join(twice)} twice; name each reward once (its weight sets how much "

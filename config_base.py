@@ -139,7 +139,9 @@ def unsloth_imported() -> bool:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# JSON layers
+# The hub
+
+
 def hub_offline() -> bool:
     """Whether HF_HUB_OFFLINE is set (the hub is not tried at all)."""
     return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in ("1", "true", "yes", "on")
@@ -148,6 +150,15 @@ def hub_offline() -> bool:
 def fail_fast_hint() -> str:
     """The advice to set HF_HUB_OFFLINE, unless it is set (it was given to runs that had it: fault hunt)."""
     return "" if hub_offline() else " Set HF_HUB_OFFLINE=1 to fail fast offline."
+
+
+# ------------------------------------------------------------------------------------------------------------
+# JSON layers
+
+
+def repeated(names: list[str]) -> list[str]:
+    """The names that occur more than once in ``names``, sorted (each named once)."""
+    return sorted({name for name in names if names.count(name) > 1})
 
 
 class DuplicateKeyError(ValueError):

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from config_base import DuplicateKeyError, fail_fast_hint, unique_keys
+from config_base import DuplicateKeyError, fail_fast_hint, repeated, unique_keys
 
 logger = logging.getLogger(__name__)
 
@@ -728,7 +728,7 @@ def _header(path: Path, names: list[str] | None) -> list[str] | None:
     if names is None:
         return None
     names = [name.strip() for name in names]
-    twice = sorted({name for name in names if names.count(name) > 1})
+    twice = repeated(names)
     if twice:
         raise DataError(f"{path}:1: the header names column(s) {', '.join(map(repr, twice))} twice; keep one of each.")
     return names
