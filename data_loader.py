@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import csv
 import gzip
+import itertools
 import json
 import logging
 import os
@@ -1267,16 +1268,13 @@ def prepare_splits(dataset, *, max_samples: int | None, eval_samples: int, seed:
 def _stream_splits(stream, *, max_samples: int | None, eval_samples: int):
     """A stream in order: its first ``eval_samples`` rows held out (kept in memory), then at most ``max_samples``
     rows for training (eval_samples was silently ignored with streaming: fault hunt)."""
-    import datasets
-
     if not eval_samples:
         return (stream.take(max_samples) if max_samples else stream), None
-    held = list(stream.take(eval_samples))
+    first = list(itertools.islice(stream, eval_samples + 1))  # the held-out rows and whether one more follows
+    if len(first) <= eval_samples:
+        raise _no_training_rows(eval_samples, len(first))
+    eval_set = dataset_from_rows([(f"held-out row {i}", row) for i, row in enumerate(first[:eval_samples])])
     train = stream.skip(eval_samples)
-    if len(held) < eval_samples or next(iter(train), None) is None:
-        raise _no_training_rows(eval_samples, len(held))
-    columns = dict.fromkeys(key for row in held for key in row)
-    eval_set = datasets.Dataset.from_list([{key: row.get(key) for key in columns} for row in held])
     return (train.take(max_samples) if max_samples else train), eval_set
 
 
